@@ -1,0 +1,13 @@
+//! Metrics and result files of haltlab runs.
+//!
+//! Every run writes one [`RunResult`] as JSON; its structs are the result schema, and
+//! [`SCHEMA_VERSION`] changes whenever a key changes meaning or is removed.
+
+pub mod metrics;
+pub mod results;
+
+pub use metrics::{Histogram, accuracy};
+pub use results::{
+    EpochRecord, Evaluation, ResultError, RunResult, RunStatus, SCHEMA_VERSION, create_run_dir,
+    write_json_atomic,
+};

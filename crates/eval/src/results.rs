@@ -1,0 +1,272 @@
+//! The result file of a run and how it is written.
+//!
+//! A run directory is `results/<recipe>/<run-id>/`. It is created with `create_dir`, so a run
+//! never writes into another run's directory, and every file in it is written to a temporary
+//! file in the same directory and renamed into place, so a crash leaves either the previous
+//! complete file or the new complete file.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::metrics::Histogram;
+
+/// Version of the result schema written by this build. Version 1 is the first.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// An error while writing or reading result files.
+#[derive(Debug, Error)]
+pub enum ResultError {
+    #[error("failed to {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to encode {path} as JSON: {source}")]
+    Encode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Whether a run finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Training and evaluation finished.
+    Completed,
+    /// The run stopped early; `reason` says why (a non-finite loss, an interruption).
+    Failed { reason: String },
+}
+
+/// Metrics of one training epoch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch number, counted from 1.
+    pub epoch: usize,
+    /// Optimiser steps taken by the end of this epoch.
+    pub step: u64,
+    /// Mean training loss over the epoch, including the halting regulariser.
+    pub loss: f64,
+    /// Training accuracy over the epoch (of the combined output, or of the last exit).
+    pub accuracy: f64,
+    /// Accuracy on the validation data at the end of the epoch.
+    pub validation_accuracy: Option<f64>,
+    /// Mean halting step (pondering) or exit layer (early exit) of the training samples.
+    pub mean_halting_step: f64,
+    /// Training samples by halting step or exit layer.
+    pub halting_histogram: Histogram,
+    /// Mean expected compute in steps or layers: the mean ponder cost N + R for ACT.
+    pub expected_compute: Option<f64>,
+    /// Seconds since the start of training.
+    pub elapsed_seconds: f64,
+}
+
+/// Metrics of an evaluation split.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Samples evaluated.
+    pub samples: usize,
+    /// Accuracy of the hard (halted or exited) predictions.
+    pub accuracy: f64,
+    /// Mean halting step or exit layer.
+    pub mean_halting_step: f64,
+    /// Largest halting step or exit layer reached.
+    pub max_halting_step: usize,
+    /// Samples by halting step or exit layer.
+    pub halting_histogram: Histogram,
+    /// Exit threshold the hard predictions used, for early-exit models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Accuracy of each exit head when every sample runs the whole network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accuracy_per_exit: Vec<f64>,
+    /// Accuracy by task difficulty (number of non-zero parity inputs), keyed by difficulty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accuracy_by_difficulty: BTreeMap<usize, f64>,
+    /// Mean halting step by task difficulty, keyed by difficulty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub halting_step_by_difficulty: BTreeMap<usize, f64>,
+    /// Mean FLOPs per sample of the hard run divided by the FLOPs of the full network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flop_fraction: Option<f64>,
+}
+
+impl Evaluation {
+    /// Fills the halting fields from a histogram.
+    pub fn with_histogram(mut self, histogram: Histogram) -> Self {
+        self.mean_halting_step = histogram.mean();
+        self.max_halting_step = histogram.max();
+        self.halting_histogram = histogram;
+        self
+    }
+}
+
+/// The result file of one run, `result.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Result schema version, [`SCHEMA_VERSION`] when written by this build.
+    pub schema_version: u32,
+    pub status: RunStatus,
+    /// Recipe name: the recipe file's stem.
+    pub recipe_name: String,
+    /// Recipe path as given on the command line.
+    pub recipe_path: String,
+    /// The recipe with every default filled in and command-line overrides applied.
+    pub recipe: serde_json::Value,
+    pub haltlab_version: String,
+    pub burn_version: String,
+    /// Backend name as given to `--backend`.
+    pub backend: String,
+    /// Device description, as Burn prints it.
+    pub device: String,
+    pub seed: u64,
+    /// Commit of the working tree the binary ran in, when it is a git checkout.
+    pub git_commit: Option<String>,
+    /// Start time, RFC 3339 in UTC.
+    pub started_at: String,
+    /// Wall time of the whole run in seconds, including data loading and evaluation.
+    pub wall_seconds: f64,
+    /// Wall time of training alone in seconds.
+    pub training_seconds: f64,
+    pub history: Vec<EpochRecord>,
+    /// Evaluations keyed by split name, such as `test` or `extrapolation`.
+    pub evaluation: BTreeMap<String, Evaluation>,
+}
+
+/// Formats a time as RFC 3339 in UTC, to the second.
+pub fn format_time(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// Creates a new run directory under `results_root/<recipe_name>/`, named from the start time
+/// and the seed. A directory of that name that already exists is never reused: a numeric
+/// suffix is added instead.
+pub fn create_run_dir(
+    results_root: &Path,
+    recipe_name: &str,
+    started: SystemTime,
+    seed: u64,
+) -> Result<PathBuf, ResultError> {
+    let parent = results_root.join(recipe_name);
+    fs::create_dir_all(&parent).map_err(|source| ResultError::Io {
+        action: "create directory",
+        path: parent.clone(),
+        source,
+    })?;
+    // "2026-12-04T20:21:13Z" becomes "20261204-202113".
+    let stamp: String = format_time(started)
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect::<String>()
+        .replace('T', "-");
+    let base = format!("{stamp}-seed{seed}");
+    for attempt in 0..1000 {
+        let name = if attempt == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{attempt}")
+        };
+        let candidate = parent.join(name);
+        match fs::create_dir(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => {
+                return Err(ResultError::Io {
+                    action: "create directory",
+                    path: candidate,
+                    source,
+                });
+            }
+        }
+    }
+    Err(ResultError::Io {
+        action: "create a unique run directory in",
+        path: parent,
+        source: std::io::Error::other("1000 run directories with this name already exist"),
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory that is synced and
+/// then renamed over `path`, so readers see either the old or the new complete file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultError> {
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_owned());
+    let temporary = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    let io_error = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ResultError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let mut file = File::create(&temporary).map_err(io_error("create", &temporary))?;
+    file.write_all(bytes)
+        .map_err(io_error("write", &temporary))?;
+    file.sync_all().map_err(io_error("sync", &temporary))?;
+    drop(file);
+    fs::rename(&temporary, path).map_err(io_error("rename into place", path))?;
+    Ok(())
+}
+
+/// Serialises `value` as pretty JSON and writes it with [`write_atomic`].
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), ResultError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| ResultError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_dirs_never_collide() {
+        let root = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let first = create_run_dir(root.path(), "recipe", now, 3).unwrap();
+        let second = create_run_dir(root.path(), "recipe", now, 3).unwrap();
+        assert_ne!(first, second);
+        assert!(first.is_dir() && second.is_dir());
+        assert!(
+            first
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .ends_with("-seed3")
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("result.json");
+        write_json_atomic(&path, &vec![1, 2, 3]).unwrap();
+        write_json_atomic(&path, &vec![4]).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(serde_json::from_str::<Vec<i32>>(&text).unwrap(), vec![4]);
+        let leftovers: Vec<_> = fs::read_dir(root.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "temporary files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn time_format_is_rfc3339() {
+        let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400 + 61);
+        assert_eq!(format_time(time), "1970-01-02T00:01:01Z");
+    }
+}

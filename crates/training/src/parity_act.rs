@@ -1,0 +1,279 @@
+//! Training a ponder network with ACT on the parity task.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use haltlab_data::parity::{ParityBatch, ParityStream};
+use haltlab_eval::{EpochRecord, Evaluation, Histogram};
+use haltlab_model::{CellKind, PonderConfig, PonderNetwork};
+
+use crate::loss::cross_entropy_per_sample;
+use crate::recipe::{Cell, HaltingMethod, Recipe};
+use crate::{Monitor, TrainingError, TrainingOutcome};
+
+/// Seed offsets that keep the validation and evaluation streams apart from the training stream
+/// of the same recipe seed.
+const VALIDATION_STREAM: u64 = 0x5641_4c49_4441_5445;
+const EVALUATION_STREAM: u64 = 0x4556_414c_5541_5445;
+
+/// Batch size of evaluation passes; it changes speed, not results.
+const EVAL_BATCH: usize = 1000;
+
+/// ACT settings of a run, taken from the recipe.
+#[derive(Debug, Clone, Copy)]
+struct ActSettings {
+    epsilon: f64,
+    max_steps: usize,
+    ponder_weight: f64,
+}
+
+/// Trains the recipe's ponder network with ACT and evaluates it on fresh vectors.
+///
+/// Evaluations: `test` draws k from `parity.eval_nonzeros`; when that range differs from the
+/// training range, `interpolation` repeats the evaluation on the training range so both are
+/// in one result.
+pub fn train(
+    recipe: &Recipe,
+    device: &Device,
+    monitor: &mut dyn Monitor,
+) -> Result<TrainingOutcome, TrainingError> {
+    let parity = recipe
+        .parity
+        .as_ref()
+        .ok_or(TrainingError::MissingSection("parity"))?;
+    let ponder = recipe
+        .ponder
+        .as_ref()
+        .ok_or(TrainingError::MissingSection("ponder"))?;
+    let halting = recipe
+        .halting
+        .as_ref()
+        .ok_or(TrainingError::MissingSection("halting"))?;
+    let HaltingMethod::Act {
+        epsilon,
+        max_steps,
+        ponder_weight,
+    } = halting.clone();
+    let settings = ActSettings {
+        epsilon,
+        max_steps,
+        ponder_weight,
+    };
+    let training = &recipe.training;
+    let steps_per_epoch = training.steps_per_epoch.unwrap_or(1) as u64;
+
+    let train_device = device.clone().autodiff();
+    train_device.seed(recipe.seed);
+    let mut model = PonderConfig::new(parity.length, ponder.hidden_size, 2)
+        .with_cell(match ponder.cell {
+            Cell::Gru => CellKind::Gru,
+            Cell::Rnn => CellKind::Rnn,
+        })
+        .with_halting_bias(ponder.halting_bias)
+        .init(&train_device);
+    let mut optimizer = AdamConfig::new().init();
+
+    let stream = ParityStream::new(recipe.seed, parity.length, parity.train_range())?;
+    let validation = ParityStream::new(
+        recipe.seed ^ VALIDATION_STREAM,
+        parity.length,
+        parity.train_range(),
+    )?
+    .batch(0, parity.validation_samples)?;
+
+    let started = Instant::now();
+    let mut history = Vec::with_capacity(training.epochs);
+    let mut step: u64 = 0;
+    monitor.start(training.epochs as u64 * steps_per_epoch);
+
+    for epoch in 1..=training.epochs {
+        let mut loss_sum = 0.0;
+        let mut correct = 0usize;
+        let mut seen = 0usize;
+        let mut ponder_sum = 0.0;
+        let mut histogram = Histogram::with_steps(max_steps);
+
+        for _ in 0..steps_per_epoch {
+            let batch = stream.batch(step, training.batch_size)?;
+            step += 1;
+            let (inputs, targets) = batch_tensors(&batch, &train_device);
+            let forward = model.forward_act(inputs, settings.max_steps, settings.epsilon)?;
+            let task_loss = cross_entropy_per_sample(forward.logits.clone(), targets).mean();
+            let ponder_cost = forward.halting.ponder_cost.clone().mean();
+            let loss = task_loss + ponder_cost.clone().mul_scalar(settings.ponder_weight);
+
+            let loss_value = loss.clone().into_scalar::<f32>() as f64;
+            if !loss_value.is_finite() {
+                return Err(TrainingError::NonFinite {
+                    quantity: "training loss",
+                    value: loss_value,
+                    epoch,
+                    step,
+                });
+            }
+            let gradients = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(training.learning_rate, model, gradients);
+
+            let predictions = argmax(forward.logits.detach());
+            correct += count_correct(&predictions, &batch.targets);
+            seen += batch.targets.len();
+            histogram.extend(read_steps(forward.halting.halting_step));
+            loss_sum += loss_value;
+            ponder_sum += ponder_cost.into_scalar::<f32>() as f64;
+            monitor.step(step, loss_value);
+        }
+
+        let validation_result = evaluate(&model.valid(), &validation, settings, device);
+        let record = EpochRecord {
+            epoch,
+            step,
+            loss: loss_sum / steps_per_epoch as f64,
+            accuracy: correct as f64 / seen.max(1) as f64,
+            validation_accuracy: Some(validation_result.accuracy),
+            mean_halting_step: histogram.mean(),
+            halting_histogram: histogram,
+            expected_compute: Some(ponder_sum / steps_per_epoch as f64),
+            elapsed_seconds: started.elapsed().as_secs_f64(),
+        };
+        monitor.epoch(&record);
+        history.push(record);
+    }
+    monitor.finish();
+    let training_seconds = started.elapsed().as_secs_f64();
+
+    let model = model.valid();
+    let mut evaluation = BTreeMap::new();
+    let test = ParityStream::new(
+        recipe.seed ^ EVALUATION_STREAM,
+        parity.length,
+        parity.eval_range(),
+    )?
+    .batch(0, parity.eval_samples)?;
+    evaluation.insert("test".to_owned(), evaluate(&model, &test, settings, device));
+    if parity.eval_range() != parity.train_range() {
+        let interpolation = ParityStream::new(
+            recipe.seed ^ EVALUATION_STREAM,
+            parity.length,
+            parity.train_range(),
+        )?
+        .batch(0, parity.eval_samples)?;
+        evaluation.insert(
+            "interpolation".to_owned(),
+            evaluate(&model, &interpolation, settings, device),
+        );
+    }
+
+    Ok(TrainingOutcome {
+        history,
+        evaluation,
+        training_seconds,
+    })
+}
+
+/// Evaluates ACT predictions on a batch of vectors, in chunks of [`EVAL_BATCH`].
+fn evaluate(
+    model: &PonderNetwork,
+    data: &ParityBatch,
+    settings: ActSettings,
+    device: &Device,
+) -> Evaluation {
+    let device = device.clone().without_autodiff();
+    let mut predictions = Vec::with_capacity(data.batch_size());
+    let mut steps = Vec::with_capacity(data.batch_size());
+    for start in (0..data.batch_size()).step_by(EVAL_BATCH) {
+        let chunk = slice_rows(data, start, (start + EVAL_BATCH).min(data.batch_size()));
+        let (inputs, _) = batch_tensors(&chunk, &device);
+        // The settings were validated with the recipe, so ACT cannot reject them here.
+        let forward = model
+            .forward_act(inputs, settings.max_steps, settings.epsilon)
+            .expect("ACT settings were validated with the recipe");
+        predictions.extend(argmax(forward.logits));
+        steps.extend(read_steps(forward.halting.halting_step));
+    }
+    summarise(&predictions, &steps, data)
+}
+
+/// Builds an [`Evaluation`] with accuracy and halting steps overall and by number of
+/// non-zero entries.
+fn summarise(predictions: &[usize], steps: &[usize], data: &ParityBatch) -> Evaluation {
+    let mut histogram = Histogram::default();
+    histogram.extend(steps.iter().copied());
+    let mut by_difficulty: BTreeMap<usize, (usize, usize, usize)> = BTreeMap::new();
+    for ((&prediction, &step), (&target, &nonzeros)) in predictions
+        .iter()
+        .zip(steps)
+        .zip(data.targets.iter().zip(&data.nonzeros))
+    {
+        let entry = by_difficulty.entry(nonzeros).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(prediction == target as usize);
+        entry.2 += step;
+    }
+    Evaluation {
+        samples: predictions.len(),
+        accuracy: count_correct(predictions, &data.targets) as f64
+            / predictions.len().max(1) as f64,
+        accuracy_by_difficulty: by_difficulty
+            .iter()
+            .map(|(&k, &(count, correct, _))| (k, correct as f64 / count as f64))
+            .collect(),
+        halting_step_by_difficulty: by_difficulty
+            .iter()
+            .map(|(&k, &(count, _, steps))| (k, steps as f64 / count as f64))
+            .collect(),
+        ..Evaluation::default()
+    }
+    .with_histogram(histogram)
+}
+
+/// Copies rows `start..end` of a batch.
+fn slice_rows(batch: &ParityBatch, start: usize, end: usize) -> ParityBatch {
+    ParityBatch {
+        length: batch.length,
+        inputs: batch.inputs[start * batch.length..end * batch.length].to_vec(),
+        targets: batch.targets[start..end].to_vec(),
+        nonzeros: batch.nonzeros[start..end].to_vec(),
+    }
+}
+
+fn batch_tensors(batch: &ParityBatch, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+    let size = batch.batch_size();
+    let inputs = Tensor::from_data(
+        TensorData::new(batch.inputs.clone(), [size, batch.length]),
+        device,
+    );
+    let targets: Vec<i64> = batch.targets.iter().map(|&t| t as i64).collect();
+    let targets = Tensor::from_data(TensorData::new(targets, [size]), device);
+    (inputs, targets)
+}
+
+pub(crate) fn argmax(logits: Tensor<2>) -> Vec<usize> {
+    let [batch, _] = logits.dims();
+    read_ints(logits.argmax(1).reshape([batch]))
+}
+
+fn read_steps(steps: Tensor<1, Int>) -> Vec<usize> {
+    read_ints(steps)
+}
+
+pub(crate) fn read_ints(tensor: Tensor<1, Int>) -> Vec<usize> {
+    tensor
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("an Int tensor converts to i64")
+        .into_iter()
+        .map(|value| value.max(0) as usize)
+        .collect()
+}
+
+fn count_correct(predictions: &[usize], targets: &[u8]) -> usize {
+    predictions
+        .iter()
+        .zip(targets)
+        .filter(|(prediction, target)| **prediction == **target as usize)
+        .count()
+}
