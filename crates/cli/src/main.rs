@@ -38,14 +38,16 @@ fn main() -> ExitCode {
 
     let cli = Cli::parse();
     let outcome = match &cli.command {
-        Command::Run(args) => run::run(args).map(|_| ()),
+        Command::Run(args) => run::run(args),
         Command::Backends => {
             list_backends();
-            Ok(())
+            Ok(run::RunEnd::Completed)
         }
     };
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(run::RunEnd::Completed) => ExitCode::SUCCESS,
+        // 130 = 128 + SIGINT, the shell convention for a run stopped by Ctrl-C.
+        Ok(run::RunEnd::Interrupted) => ExitCode::from(130),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

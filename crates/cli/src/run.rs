@@ -2,12 +2,18 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use haltlab_eval::results::{format_time, write_atomic};
-use haltlab_eval::{RunResult, RunStatus, SCHEMA_VERSION, create_run_dir, write_json_atomic};
-use haltlab_training::{Recipe, TrainingOutcome, mnist_exits, parity_act};
+use haltlab_eval::{
+    EpochRecord, RunResult, RunStatus, SCHEMA_VERSION, create_run_dir, write_json_atomic,
+};
+use haltlab_training::{
+    Checkpointer, Recipe, RunContext, TrainingError, TrainingOutcome, mnist_exits, parity_act,
+};
 
 use crate::backend::{Backend, create_device};
 use crate::progress::ProgressMonitor;
@@ -16,14 +22,19 @@ use crate::progress::ProgressMonitor;
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Recipe file (TOML), such as experiments/parity_act.toml.
-    pub recipe: PathBuf,
+    #[arg(required_unless_present = "resume")]
+    pub recipe: Option<PathBuf>,
+    /// Continue the interrupted run in this directory from its checkpoint, with the recipe
+    /// saved there.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["recipe", "seed", "epochs", "data"])]
+    pub resume: Option<PathBuf>,
     /// Backend to train and evaluate on.
     #[arg(long, value_enum, default_value = "flex")]
     pub backend: Backend,
     /// Data file or directory; overrides the path in the recipe's [mnist] section.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Directory that holds one subdirectory per recipe and run.
+    /// Directory with one subdirectory per recipe and run.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
     /// Seed; overrides the recipe's `seed`.
@@ -37,68 +48,153 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
-/// Runs a recipe end to end and returns the path of its result file.
-pub fn run(args: &RunArgs) -> Result<PathBuf> {
-    let started_at = SystemTime::now();
-    let clock = Instant::now();
+/// Outcome of a run, which sets the process exit code.
+pub enum RunEnd {
+    Completed,
+    Interrupted,
+}
 
-    // Everything that can reject the run happens before the run directory exists.
-    let mut recipe = Recipe::load(&args.recipe)?;
+/// A run's recipe, where it came from and where it writes.
+struct Plan {
+    recipe: Recipe,
+    recipe_path: PathBuf,
+    recipe_name: String,
+    /// Run directory: new for a fresh run, the given one when resuming.
+    run_dir: Option<PathBuf>,
+}
+
+/// Loads and checks the recipe of a fresh run (with command-line overrides) or of a resumed
+/// one. Nothing is written here.
+fn plan(args: &RunArgs) -> Result<Plan> {
+    if let Some(run_dir) = &args.resume {
+        let recipe_path = run_dir.join("recipe.toml");
+        if !recipe_path.is_file() {
+            bail!(
+                "cannot resume {}: it has no recipe.toml, so it is not a haltlab run directory",
+                run_dir.display()
+            );
+        }
+        let recipe = Recipe::load(&recipe_path)?;
+        let recipe_name = run_dir
+            .parent()
+            .and_then(|parent| parent.file_name())
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "recipe".to_owned());
+        return Ok(Plan {
+            recipe,
+            recipe_path,
+            recipe_name,
+            run_dir: Some(run_dir.clone()),
+        });
+    }
+    let recipe_path = args
+        .recipe
+        .clone()
+        .context("a recipe file or --resume RUN_DIR is required")?;
+    let mut recipe = Recipe::load(&recipe_path)?;
     if let Some(seed) = args.seed {
         recipe.seed = seed;
     }
     if let Some(epochs) = args.epochs {
         recipe.training.epochs = epochs;
     }
-    recipe.validate(&args.recipe)?;
-    let device = create_device(args.backend)?;
-    let mnist_data = if recipe.mnist.is_some() {
-        Some(mnist_exits::load_data(&recipe, args.data.as_deref())?)
-    } else {
-        if args.data.is_some() {
-            bail!(
-                "--data was given but recipe {} has no [mnist] section that reads data",
-                args.recipe.display()
-            );
-        }
-        None
-    };
+    recipe.validate(&recipe_path)?;
     if let (Some(data), Some(mnist)) = (&args.data, recipe.mnist.as_mut()) {
         mnist.path = Some(data.clone());
+    } else if args.data.is_some() {
+        bail!(
+            "--data was given but recipe {} has no [mnist] section that reads data",
+            recipe_path.display()
+        );
     }
+    Ok(Plan {
+        recipe_name: recipe_name(&recipe_path),
+        recipe,
+        recipe_path,
+        run_dir: None,
+    })
+}
 
-    let recipe_name = recipe_name(&args.recipe);
-    let run_dir = create_run_dir(&args.results, &recipe_name, started_at, recipe.seed)?;
-    let recipe_toml = toml::to_string_pretty(&recipe).context("failed to encode the recipe")?;
-    write_atomic(&run_dir.join("recipe.toml"), recipe_toml.as_bytes())?;
-    tracing::info!(run_dir = %run_dir.display(), backend = args.backend.name(), "run started");
+/// Runs a recipe end to end, or resumes one, and writes its result file.
+pub fn run(args: &RunArgs) -> Result<RunEnd> {
+    let started_at = SystemTime::now();
+    let clock = Instant::now();
 
-    let mut monitor = ProgressMonitor::new(args.quiet);
+    // Everything that can reject the run happens before the run directory exists.
+    let plan = plan(args)?;
+    let recipe = &plan.recipe;
+    let device = create_device(args.backend)?;
+    let mnist_data = match recipe.mnist {
+        Some(_) => Some(mnist_exits::load_data(recipe, None)?),
+        None => None,
+    };
+
+    let resume = plan.run_dir.is_some();
+    let run_dir = match &plan.run_dir {
+        Some(run_dir) => run_dir.clone(),
+        None => {
+            let run_dir =
+                create_run_dir(&args.results, &plan.recipe_name, started_at, recipe.seed)?;
+            let recipe_toml =
+                toml::to_string_pretty(recipe).context("failed to encode the recipe")?;
+            write_atomic(&run_dir.join("recipe.toml"), recipe_toml.as_bytes())?;
+            run_dir
+        }
+    };
+    tracing::info!(run_dir = %run_dir.display(), backend = args.backend.name(), resume, "run started");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let handler_flag = Arc::clone(&stop);
+    if let Err(error) = ctrlc::set_handler(move || {
+        handler_flag.store(true, Ordering::Relaxed);
+        eprintln!("\ninterrupt received: saving a checkpoint after this step");
+    }) {
+        tracing::warn!(%error, "failed to install the Ctrl-C handler; Ctrl-C will not save a checkpoint");
+    }
+    let history_path = run_dir.join("history.jsonl");
+    let earlier_history = if resume {
+        read_history(&history_path)
+    } else {
+        Vec::new()
+    };
+    let mut monitor = ProgressMonitor::new(args.quiet, history_path.clone(), earlier_history, stop);
+    let context = RunContext {
+        device: device.clone(),
+        monitor: &mut monitor,
+        checkpoints: Some(Checkpointer::new(
+            &run_dir,
+            recipe.training.checkpoint_every,
+        )),
+        resume,
+    };
     let outcome = match &mnist_data {
-        Some(data) => mnist_exits::train(&recipe, data, &device, &mut monitor),
-        None => parity_act::train(&recipe, &device, &mut monitor),
+        Some(data) => mnist_exits::train(recipe, data, context),
+        None => parity_act::train(recipe, context),
     };
 
     let (status, outcome) = match outcome {
         Ok(outcome) => (RunStatus::Completed, outcome),
-        Err(error) => (
-            RunStatus::Failed {
-                reason: error.to_string(),
-            },
-            TrainingOutcome {
-                history: Vec::new(),
+        Err(error) => {
+            let reason = error.to_string();
+            let status = match error {
+                TrainingError::Interrupted { .. } => RunStatus::Interrupted { reason },
+                _ => RunStatus::Failed { reason },
+            };
+            let partial = TrainingOutcome {
+                history: monitor.history().to_vec(),
                 evaluation: Default::default(),
                 training_seconds: clock.elapsed().as_secs_f64(),
-            },
-        ),
+            };
+            (status, partial)
+        }
     };
 
     let result = RunResult {
         schema_version: SCHEMA_VERSION,
         status: status.clone(),
-        recipe_name,
-        recipe_path: args.recipe.display().to_string(),
-        recipe: serde_json::to_value(&recipe).context("failed to encode the recipe")?,
+        recipe_name: plan.recipe_name.clone(),
+        recipe_path: plan.recipe_path.display().to_string(),
+        recipe: serde_json::to_value(recipe).context("failed to encode the recipe")?,
         haltlab_version: env!("CARGO_PKG_VERSION").to_owned(),
         burn_version: crate::BURN_VERSION.to_owned(),
         backend: args.backend.name().to_owned(),
@@ -113,16 +209,33 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
     };
     let result_path = run_dir.join("result.json");
     write_json_atomic(&result_path, &result)?;
-    write_history(&run_dir.join("history.jsonl"), &result)?;
+    // Rewrite the history whole, so a line cut short by an earlier crash does not remain.
+    write_history(&history_path, &result)?;
 
     print_summary(&result, &result_path);
-    if let RunStatus::Failed { reason } = status {
-        bail!(
-            "run failed: {reason}; the result file {} records it",
-            result_path.display()
-        );
+    match status {
+        RunStatus::Completed => Ok(RunEnd::Completed),
+        RunStatus::Interrupted { reason } => {
+            eprintln!("{reason}; run directory: {}", run_dir.display());
+            Ok(RunEnd::Interrupted)
+        }
+        RunStatus::Failed { reason } => {
+            bail!(
+                "run failed: {reason}; the result file {} records it",
+                result_path.display()
+            )
+        }
     }
-    Ok(result_path)
+}
+
+/// Reads the epoch records of an earlier part of a resumed run, skipping an incomplete last
+/// line.
+fn read_history(path: &Path) -> Vec<EpochRecord> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
 }
 
 /// The recipe's file stem, used as the name of its results subdirectory.

@@ -41,8 +41,11 @@ pub enum ResultError {
 pub enum RunStatus {
     /// Training and evaluation finished.
     Completed,
-    /// The run stopped early; `reason` says why (a non-finite loss, an interruption).
+    /// The run stopped on an error, such as a non-finite loss or a failed write, named in `reason`.
     Failed { reason: String },
+    /// The run was interrupted (Ctrl-C) after saving a checkpoint; `haltlab run --resume`
+    /// continues it.
+    Interrupted { reason: String },
 }
 
 /// Metrics of one training epoch.
@@ -239,7 +242,8 @@ mod tests {
         let first = create_run_dir(root.path(), "recipe", now, 3).unwrap();
         let second = create_run_dir(root.path(), "recipe", now, 3).unwrap();
         assert_ne!(first, second);
-        assert!(first.is_dir() && second.is_dir());
+        assert!(first.is_dir());
+        assert!(second.is_dir());
         assert!(
             first
                 .file_name()

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use haltlab_data::DataError;
+use haltlab_eval::ResultError;
 use haltlab_halting::HaltingError;
 use thiserror::Error;
 
@@ -11,23 +12,36 @@ pub enum TrainingError {
     Data(#[from] DataError),
     #[error(transparent)]
     Halting(#[from] HaltingError),
+    #[error(transparent)]
+    Write(#[from] ResultError),
     #[error("the recipe has no [{0}] section, which this experiment needs")]
     MissingSection(&'static str),
     #[error("no data path: set `path` in the recipe's [mnist] section or pass --data PATH")]
     MissingDataPath,
-    #[error("data {path} has {found} features per sample but the model expects {expected}")]
+    #[error(
+        "data {path} has {found} features per sample but key `{key}` expects {expected}; \
+         fix the recipe or pass the matching data"
+    )]
     InputSize {
         path: PathBuf,
+        key: &'static str,
         expected: usize,
         found: usize,
     },
     #[error(
-        "{quantity} became {value} at epoch {epoch}, step {step}; lower the learning rate or check the data"
+        "{quantity} became {value} at epoch {epoch}, step {step}; the last good checkpoint is \
+         kept; lower the learning rate or check the data"
     )]
     NonFinite {
-        quantity: &'static str,
+        quantity: String,
         value: f64,
         epoch: usize,
         step: u64,
     },
+    #[error("checkpoint {path}: {problem}")]
+    Checkpoint { path: PathBuf, problem: String },
+    #[error(
+        "interrupted at epoch {epoch}, step {step}; a checkpoint was saved, resume with `haltlab run --resume RUN_DIR`"
+    )]
+    Interrupted { epoch: usize, step: u64 },
 }

@@ -4,6 +4,8 @@
 //! for progress, and return the history and evaluations that the caller writes to a result
 //! file.
 
+pub mod checkpoint;
+pub mod guard;
 pub mod loss;
 pub mod mnist_exits;
 pub mod monitor;
@@ -12,12 +14,14 @@ pub mod recipe;
 
 mod error;
 
+pub use checkpoint::Checkpointer;
 pub use error::TrainingError;
 pub use monitor::{Monitor, SilentMonitor};
 pub use recipe::{Recipe, RecipeError};
 
 use std::collections::BTreeMap;
 
+use burn::tensor::Device;
 use haltlab_eval::{EpochRecord, Evaluation};
 
 /// What a finished training run hands back for its result file.
@@ -28,4 +32,16 @@ pub struct TrainingOutcome {
     pub evaluation: BTreeMap<String, Evaluation>,
     /// Wall time of training alone, in seconds.
     pub training_seconds: f64,
+}
+
+/// What a training loop needs from its caller besides the recipe.
+pub struct RunContext<'a> {
+    /// Device to train and evaluate on; the loop adds autodiff for training itself.
+    pub device: Device,
+    /// Progress reporting and the stop request (Ctrl-C).
+    pub monitor: &'a mut dyn Monitor,
+    /// Where checkpoints go; `None` trains without them.
+    pub checkpoints: Option<Checkpointer>,
+    /// Continue from the checkpoint in `checkpoints` instead of starting afresh.
+    pub resume: bool,
 }

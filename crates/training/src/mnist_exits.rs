@@ -16,10 +16,13 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use crate::checkpoint::restore;
+use crate::guard::{check_finite, check_finite_gradients};
 use crate::loss::cross_entropy_per_sample;
 use crate::parity_act::argmax;
 use crate::recipe::{MnistFormat, Recipe};
-use crate::{Monitor, TrainingError, TrainingOutcome};
+use crate::{RunContext, TrainingError, TrainingOutcome};
+use serde::{Deserialize, Serialize};
 
 /// Batch size of evaluation passes; it changes speed, not results.
 const EVAL_BATCH: usize = 500;
@@ -86,13 +89,46 @@ pub fn mlp_flops(
     (layers, heads)
 }
 
+/// Sums over the batches of the epoch in progress.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct EpochSums {
+    loss: f64,
+    correct: usize,
+    seen: usize,
+}
+
+/// Progress of an MNIST run, saved in checkpoints so that a resumed run continues exactly.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Progress {
+    step: u64,
+    history: Vec<EpochRecord>,
+    epoch: EpochSums,
+    /// Training seconds spent before the latest resume.
+    seconds_before: f64,
+}
+
+/// Order of the training images in `epoch` (from 1): a shuffle seeded by the recipe seed and
+/// the epoch, so a resumed run rebuilds the same order.
+fn epoch_order(samples: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..samples).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(epoch as u64));
+    order.shuffle(&mut rng);
+    order
+}
+
 /// Trains the recipe's early-exit MLP and evaluates it on the validation and test sets.
 pub fn train(
     recipe: &Recipe,
     data: &MnistData,
-    device: &Device,
-    monitor: &mut dyn Monitor,
+    context: RunContext<'_>,
 ) -> Result<TrainingOutcome, TrainingError> {
+    let RunContext {
+        device,
+        monitor,
+        checkpoints,
+        resume,
+    } = context;
+    let device = &device;
     let exits = recipe
         .exits
         .as_ref()
@@ -105,77 +141,112 @@ pub fn train(
         .unwrap_or_else(|| vec![1.0; depth]);
     let weight_total: f64 = weights.iter().sum();
     let input_size = data.train.image_size();
+    if let Some(expected) = exits.input_size {
+        if expected != input_size {
+            return Err(TrainingError::InputSize {
+                path: recipe
+                    .mnist
+                    .as_ref()
+                    .and_then(|mnist| mnist.path.clone())
+                    .unwrap_or_default(),
+                key: "exits.input_size",
+                expected,
+                found: input_size,
+            });
+        }
+    }
 
     let train_device = device.clone().autodiff();
     train_device.seed(recipe.seed);
-    let mut model = ExitMlpConfig::new(input_size, exits.hidden_sizes.clone(), data.train.classes)
+    let model = ExitMlpConfig::new(input_size, exits.hidden_sizes.clone(), data.train.classes)
         .init(&train_device);
-    let mut optimizer = AdamConfig::new().init();
+    let (mut model, mut optimizer, mut progress) = restore::<_, Progress>(
+        checkpoints.as_ref(),
+        resume,
+        model,
+        AdamConfig::new().init(),
+    )?;
 
     let batches_per_epoch = data.train.len().div_ceil(training.batch_size) as u64;
-    monitor.start(training.epochs as u64 * batches_per_epoch);
+    let total_steps = training.epochs as u64 * batches_per_epoch;
+    monitor.start(progress.step, total_steps);
     let started = Instant::now();
-    let mut history = Vec::with_capacity(training.epochs);
-    let mut step = 0u64;
-    let mut order: Vec<usize> = (0..data.train.len()).collect();
+    let mut order = Vec::new();
+    let mut order_epoch = 0;
 
-    for epoch in 1..=training.epochs {
-        let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed.wrapping_add(epoch as u64));
-        order.shuffle(&mut rng);
-        let mut loss_sum = 0.0;
-        let mut correct = 0usize;
+    while progress.step < total_steps {
+        let epoch = (progress.step / batches_per_epoch) as usize + 1;
+        if order_epoch != epoch {
+            order = epoch_order(data.train.len(), recipe.seed, epoch);
+            order_epoch = epoch;
+        }
+        let batch_index = (progress.step % batches_per_epoch) as usize;
+        let start = batch_index * training.batch_size;
+        let indices = &order[start..(start + training.batch_size).min(order.len())];
+        let step = progress.step + 1;
 
-        for indices in order.chunks(training.batch_size) {
-            step += 1;
-            let (inputs, targets) = image_batch(&data.train, indices, &train_device);
-            let all_logits = model.forward_all(inputs);
-            let mut loss = Tensor::<1>::zeros([1], &train_device);
-            for (logits, weight) in all_logits.iter().zip(&weights) {
-                let exit_loss = cross_entropy_per_sample(logits.clone(), targets.clone()).mean();
-                loss = loss + exit_loss.mul_scalar(weight / weight_total);
-            }
-            let loss_value = loss.clone().into_scalar::<f32>() as f64;
-            if !loss_value.is_finite() {
-                return Err(TrainingError::NonFinite {
-                    quantity: "training loss",
-                    value: loss_value,
-                    epoch,
-                    step,
-                });
-            }
-            let gradients = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(training.learning_rate, model, gradients);
+        let (inputs, targets) = image_batch(&data.train, indices, &train_device);
+        let all_logits = model.forward_all(inputs);
+        let mut loss = Tensor::<1>::zeros([1], &train_device);
+        for (logits, weight) in all_logits.iter().zip(&weights) {
+            let exit_loss = cross_entropy_per_sample(logits.clone(), targets.clone()).mean();
+            loss = loss + exit_loss.mul_scalar(weight / weight_total);
+        }
+        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        check_finite("training loss", loss_value, epoch, step)?;
+        let gradients = GradientsParams::from_grads(loss.backward(), &model);
+        check_finite_gradients(&model, &gradients, epoch, step)?;
+        model = optimizer.step(training.learning_rate, model, gradients);
+        progress.step = step;
 
-            let last = all_logits
-                .last()
-                .expect("an exit model has at least one layer");
-            let predictions = argmax(last.clone().detach());
-            correct += predictions
-                .iter()
-                .zip(indices)
-                .filter(|(prediction, index)| **prediction == data.train.labels[**index] as usize)
-                .count();
-            loss_sum += loss_value * indices.len() as f64;
-            monitor.step(step, loss_value);
+        let last = all_logits
+            .last()
+            .expect("an exit model has at least one layer");
+        let predictions = argmax(last.clone().detach());
+        let sums = &mut progress.epoch;
+        sums.correct += predictions
+            .iter()
+            .zip(indices)
+            .filter(|(prediction, index)| **prediction == data.train.labels[**index] as usize)
+            .count();
+        sums.seen += indices.len();
+        sums.loss += loss_value * indices.len() as f64;
+        monitor.step(step, loss_value);
+
+        if step % batches_per_epoch == 0 {
+            let sums = std::mem::take(&mut progress.epoch);
+            let validation = evaluate(&model.valid(), &data.validation, exits.threshold, device);
+            let record = EpochRecord {
+                epoch,
+                step,
+                loss: sums.loss / sums.seen.max(1) as f64,
+                accuracy: sums.correct as f64 / sums.seen.max(1) as f64,
+                validation_accuracy: validation.accuracy_per_exit.last().copied(),
+                mean_halting_step: validation.mean_halting_step,
+                halting_histogram: validation.halting_histogram.clone(),
+                expected_compute: None,
+                elapsed_seconds: progress.seconds_before + started.elapsed().as_secs_f64(),
+            };
+            monitor.epoch(&record);
+            progress.history.push(record);
         }
 
-        let validation = evaluate(&model.valid(), &data.validation, exits.threshold, device);
-        let record = EpochRecord {
-            epoch,
-            step,
-            loss: loss_sum / data.train.len() as f64,
-            accuracy: correct as f64 / data.train.len() as f64,
-            validation_accuracy: validation.accuracy_per_exit.last().copied(),
-            mean_halting_step: validation.mean_halting_step,
-            halting_histogram: validation.halting_histogram.clone(),
-            expected_compute: None,
-            elapsed_seconds: started.elapsed().as_secs_f64(),
-        };
-        monitor.epoch(&record);
-        history.push(record);
+        let stop = monitor.stop_requested();
+        if let Some(checkpointer) = &checkpoints {
+            if stop || checkpointer.due(step) || step == total_steps {
+                let mut saved = progress.clone();
+                saved.seconds_before += started.elapsed().as_secs_f64();
+                checkpointer.save(step, &model, &optimizer, &saved)?;
+            }
+        }
+        if stop && step < total_steps {
+            monitor.finish();
+            return Err(TrainingError::Interrupted { epoch, step });
+        }
     }
     monitor.finish();
-    let training_seconds = started.elapsed().as_secs_f64();
+    let training_seconds = progress.seconds_before + started.elapsed().as_secs_f64();
+    let history = progress.history;
 
     let model = model.valid();
     let mut evaluation = BTreeMap::new();

@@ -9,10 +9,13 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use haltlab_data::parity::{ParityBatch, ParityStream};
 use haltlab_eval::{EpochRecord, Evaluation, Histogram};
 use haltlab_model::{CellKind, PonderConfig, PonderNetwork};
+use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::restore;
+use crate::guard::{check_finite, check_finite_gradients};
 use crate::loss::cross_entropy_per_sample;
 use crate::recipe::{Cell, HaltingMethod, Recipe};
-use crate::{Monitor, TrainingError, TrainingOutcome};
+use crate::{RunContext, TrainingError, TrainingOutcome};
 
 /// Seed offsets that keep the validation and evaluation streams apart from the training stream
 /// of the same recipe seed.
@@ -30,16 +33,40 @@ struct ActSettings {
     ponder_weight: f64,
 }
 
+/// Sums over the steps of the epoch in progress.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct EpochSums {
+    loss: f64,
+    correct: usize,
+    seen: usize,
+    ponder: f64,
+    steps: u64,
+    histogram: Histogram,
+}
+
+/// Progress of a parity run, saved in checkpoints so that a resumed run continues exactly.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Progress {
+    step: u64,
+    history: Vec<EpochRecord>,
+    epoch: EpochSums,
+    /// Training seconds spent before the latest resume.
+    seconds_before: f64,
+}
+
 /// Trains the recipe's ponder network with ACT and evaluates it on fresh vectors.
 ///
 /// Evaluations: `test` draws k from `parity.eval_nonzeros`; when that range differs from the
 /// training range, `interpolation` repeats the evaluation on the training range so both are
-/// in one result.
-pub fn train(
-    recipe: &Recipe,
-    device: &Device,
-    monitor: &mut dyn Monitor,
-) -> Result<TrainingOutcome, TrainingError> {
+/// in one result. Training data for step s is batch s of a seeded stream, so a run resumed
+/// from a checkpoint sees the same batches as an uninterrupted one.
+pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome, TrainingError> {
+    let RunContext {
+        device,
+        monitor,
+        checkpoints,
+        resume,
+    } = context;
     let parity = recipe
         .parity
         .as_ref()
@@ -64,17 +91,23 @@ pub fn train(
     };
     let training = &recipe.training;
     let steps_per_epoch = training.steps_per_epoch.unwrap_or(1) as u64;
+    let total_steps = training.epochs as u64 * steps_per_epoch;
 
     let train_device = device.clone().autodiff();
     train_device.seed(recipe.seed);
-    let mut model = PonderConfig::new(parity.length, ponder.hidden_size, 2)
+    let model = PonderConfig::new(parity.length, ponder.hidden_size, 2)
         .with_cell(match ponder.cell {
             Cell::Gru => CellKind::Gru,
             Cell::Rnn => CellKind::Rnn,
         })
         .with_halting_bias(ponder.halting_bias)
         .init(&train_device);
-    let mut optimizer = AdamConfig::new().init();
+    let (mut model, mut optimizer, mut progress) = restore::<_, Progress>(
+        checkpoints.as_ref(),
+        resume,
+        model,
+        AdamConfig::new().init(),
+    )?;
 
     let stream = ParityStream::new(recipe.seed, parity.length, parity.train_range())?;
     let validation = ParityStream::new(
@@ -85,64 +118,70 @@ pub fn train(
     .batch(0, parity.validation_samples)?;
 
     let started = Instant::now();
-    let mut history = Vec::with_capacity(training.epochs);
-    let mut step: u64 = 0;
-    monitor.start(training.epochs as u64 * steps_per_epoch);
+    monitor.start(progress.step, total_steps);
 
-    for epoch in 1..=training.epochs {
-        let mut loss_sum = 0.0;
-        let mut correct = 0usize;
-        let mut seen = 0usize;
-        let mut ponder_sum = 0.0;
-        let mut histogram = Histogram::with_steps(max_steps);
+    while progress.step < total_steps {
+        let epoch = (progress.step / steps_per_epoch) as usize + 1;
+        let batch = stream.batch(progress.step, training.batch_size)?;
+        let step = progress.step + 1;
+        let (inputs, targets) = batch_tensors(&batch, &train_device);
+        let forward = model.forward_act(inputs, settings.max_steps, settings.epsilon)?;
+        let task_loss = cross_entropy_per_sample(forward.logits.clone(), targets).mean();
+        let ponder_cost = forward.halting.ponder_cost.clone().mean();
+        let loss = task_loss + ponder_cost.clone().mul_scalar(settings.ponder_weight);
 
-        for _ in 0..steps_per_epoch {
-            let batch = stream.batch(step, training.batch_size)?;
-            step += 1;
-            let (inputs, targets) = batch_tensors(&batch, &train_device);
-            let forward = model.forward_act(inputs, settings.max_steps, settings.epsilon)?;
-            let task_loss = cross_entropy_per_sample(forward.logits.clone(), targets).mean();
-            let ponder_cost = forward.halting.ponder_cost.clone().mean();
-            let loss = task_loss + ponder_cost.clone().mul_scalar(settings.ponder_weight);
+        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        check_finite("training loss", loss_value, epoch, step)?;
+        let gradients = GradientsParams::from_grads(loss.backward(), &model);
+        check_finite_gradients(&model, &gradients, epoch, step)?;
+        model = optimizer.step(training.learning_rate, model, gradients);
+        progress.step = step;
 
-            let loss_value = loss.clone().into_scalar::<f32>() as f64;
-            if !loss_value.is_finite() {
-                return Err(TrainingError::NonFinite {
-                    quantity: "training loss",
-                    value: loss_value,
-                    epoch,
-                    step,
-                });
-            }
-            let gradients = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(training.learning_rate, model, gradients);
+        let sums = &mut progress.epoch;
+        let predictions = argmax(forward.logits.detach());
+        sums.correct += count_correct(&predictions, &batch.targets);
+        sums.seen += batch.targets.len();
+        sums.histogram
+            .extend(read_ints(forward.halting.halting_step));
+        sums.loss += loss_value;
+        sums.ponder += ponder_cost.into_scalar::<f32>() as f64;
+        sums.steps += 1;
+        monitor.step(step, loss_value);
 
-            let predictions = argmax(forward.logits.detach());
-            correct += count_correct(&predictions, &batch.targets);
-            seen += batch.targets.len();
-            histogram.extend(read_steps(forward.halting.halting_step));
-            loss_sum += loss_value;
-            ponder_sum += ponder_cost.into_scalar::<f32>() as f64;
-            monitor.step(step, loss_value);
+        if step % steps_per_epoch == 0 {
+            let sums = std::mem::take(&mut progress.epoch);
+            let validation_result = evaluate(&model.valid(), &validation, settings, &device);
+            let steps = sums.steps.max(1) as f64;
+            let record = EpochRecord {
+                epoch,
+                step,
+                loss: sums.loss / steps,
+                accuracy: sums.correct as f64 / sums.seen.max(1) as f64,
+                validation_accuracy: Some(validation_result.accuracy),
+                mean_halting_step: sums.histogram.mean(),
+                halting_histogram: sums.histogram,
+                expected_compute: Some(sums.ponder / steps),
+                elapsed_seconds: progress.seconds_before + started.elapsed().as_secs_f64(),
+            };
+            monitor.epoch(&record);
+            progress.history.push(record);
         }
 
-        let validation_result = evaluate(&model.valid(), &validation, settings, device);
-        let record = EpochRecord {
-            epoch,
-            step,
-            loss: loss_sum / steps_per_epoch as f64,
-            accuracy: correct as f64 / seen.max(1) as f64,
-            validation_accuracy: Some(validation_result.accuracy),
-            mean_halting_step: histogram.mean(),
-            halting_histogram: histogram,
-            expected_compute: Some(ponder_sum / steps_per_epoch as f64),
-            elapsed_seconds: started.elapsed().as_secs_f64(),
-        };
-        monitor.epoch(&record);
-        history.push(record);
+        let stop = monitor.stop_requested();
+        if let Some(checkpointer) = &checkpoints {
+            if stop || checkpointer.due(step) || step == total_steps {
+                let mut saved = progress.clone();
+                saved.seconds_before += started.elapsed().as_secs_f64();
+                checkpointer.save(step, &model, &optimizer, &saved)?;
+            }
+        }
+        if stop && step < total_steps {
+            monitor.finish();
+            return Err(TrainingError::Interrupted { epoch, step });
+        }
     }
     monitor.finish();
-    let training_seconds = started.elapsed().as_secs_f64();
+    let training_seconds = progress.seconds_before + started.elapsed().as_secs_f64();
 
     let model = model.valid();
     let mut evaluation = BTreeMap::new();
@@ -152,7 +191,10 @@ pub fn train(
         parity.eval_range(),
     )?
     .batch(0, parity.eval_samples)?;
-    evaluation.insert("test".to_owned(), evaluate(&model, &test, settings, device));
+    evaluation.insert(
+        "test".to_owned(),
+        evaluate(&model, &test, settings, &device),
+    );
     if parity.eval_range() != parity.train_range() {
         let interpolation = ParityStream::new(
             recipe.seed ^ EVALUATION_STREAM,
@@ -162,12 +204,12 @@ pub fn train(
         .batch(0, parity.eval_samples)?;
         evaluation.insert(
             "interpolation".to_owned(),
-            evaluate(&model, &interpolation, settings, device),
+            evaluate(&model, &interpolation, settings, &device),
         );
     }
 
     Ok(TrainingOutcome {
-        history,
+        history: progress.history,
         evaluation,
         training_seconds,
     })
@@ -191,7 +233,7 @@ fn evaluate(
             .forward_act(inputs, settings.max_steps, settings.epsilon)
             .expect("ACT settings were validated with the recipe");
         predictions.extend(argmax(forward.logits));
-        steps.extend(read_steps(forward.halting.halting_step));
+        steps.extend(read_ints(forward.halting.halting_step));
     }
     summarise(&predictions, &steps, data)
 }
@@ -253,10 +295,6 @@ fn batch_tensors(batch: &ParityBatch, device: &Device) -> (Tensor<2>, Tensor<1, 
 pub(crate) fn argmax(logits: Tensor<2>) -> Vec<usize> {
     let [batch, _] = logits.dims();
     read_ints(logits.argmax(1).reshape([batch]))
-}
-
-fn read_steps(steps: Tensor<1, Int>) -> Vec<usize> {
-    read_ints(steps)
 }
 
 pub(crate) fn read_ints(tensor: Tensor<1, Int>) -> Vec<usize> {

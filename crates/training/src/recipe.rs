@@ -198,6 +198,8 @@ fn default_test_fraction() -> f64 {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ExitModel {
+    /// Features per input sample; when set, it must match the data (784 for 28×28 images).
+    pub input_size: Option<usize>,
     /// Width of each hidden layer; an exit head follows each.
     pub hidden_sizes: Vec<usize>,
     /// A sample exits at the first head whose maximum softmax probability reaches this value.
@@ -216,6 +218,9 @@ pub struct Training {
     pub batch_size: usize,
     /// Adam learning rate.
     pub learning_rate: f64,
+    /// Save a checkpoint every this many optimiser steps; a checkpoint is also saved at the
+    /// end and on Ctrl-C.
+    pub checkpoint_every: Option<u64>,
 }
 
 impl Recipe {
@@ -277,6 +282,14 @@ impl Recipe {
                 "training.learning_rate",
                 training.learning_rate.to_string(),
                 "a positive finite number, such as 0.001",
+            ));
+        }
+
+        if training.checkpoint_every == Some(0) {
+            return Err(invalid(
+                "training.checkpoint_every",
+                "0".into(),
+                "a positive number of steps, or no key for checkpoints only at the end",
             ));
         }
 
@@ -417,6 +430,13 @@ impl Recipe {
                 "exits.hidden_sizes",
                 format!("{:?}", exits.hidden_sizes),
                 "a non-empty list of positive layer widths, such as [256, 256, 256]",
+            ));
+        }
+        if exits.input_size == Some(0) {
+            return Err(invalid(
+                "exits.input_size",
+                "0".into(),
+                "the number of input features, such as 784",
             ));
         }
         if !(0.0..=1.0).contains(&exits.threshold) {

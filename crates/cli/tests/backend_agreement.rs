@@ -1,0 +1,153 @@
+//! The same halting functions and a short training run on every compiled backend give the same
+//! results as `flex` within a relative tolerance.
+//!
+//! Tolerances: GPU reductions sum in a different order than the CPU backends, so single
+//! operations agree to about 1e-6 relative and a few dozen optimiser steps drift further; the
+//! limits below leave a margin over what lavapipe (Mesa 22.3) showed.
+//!
+//! wgpu is tested when its device can be created. Set `HALTLAB_REQUIRE_WGPU=1` (CI does) to make
+//! a missing wgpu device a failure instead of a skipped comparison.
+
+use std::path::Path;
+
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Device, Tensor, TensorData};
+use haltlab_halting::act::act_halting;
+use haltlab_halting::exits::max_softmax_confidence;
+use haltlab_halting::pondernet::{halting_distribution, kl_to_geometric_prior};
+use haltlab_training::{Recipe, RunContext, SilentMonitor, parity_act};
+
+/// Relative tolerance of single halting functions.
+const FUNCTION_TOLERANCE: f32 = 1e-4;
+/// Relative tolerance of losses after a short training run.
+const TRAINING_TOLERANCE: f64 = 2e-2;
+
+fn wgpu_required() -> bool {
+    std::env::var("HALTLAB_REQUIRE_WGPU").is_ok_and(|value| value == "1")
+}
+
+/// Devices to compare with flex: ndarray always, wgpu when it can run a computation.
+#[allow(deprecated)]
+fn other_devices() -> Vec<(&'static str, Device)> {
+    let mut devices = vec![("ndarray", Device::ndarray())];
+    let wgpu = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let usable =
+        std::panic::catch_unwind(|| Tensor::<1>::ones([1], &wgpu).into_scalar::<f32>()).is_ok();
+    std::panic::set_hook(previous_hook);
+    if usable {
+        devices.push(("wgpu", wgpu));
+    } else if wgpu_required() {
+        panic!(
+            "HALTLAB_REQUIRE_WGPU=1 but no wgpu device could be created; install mesa-vulkan-drivers and libvulkan1"
+        );
+    } else {
+        eprintln!("wgpu device unavailable: comparing flex with ndarray only");
+    }
+    devices
+}
+
+fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float tensor")
+}
+
+fn assert_relative(name: &str, backend: &str, actual: &[f32], expected: &[f32]) {
+    assert_eq!(actual.len(), expected.len());
+    for (index, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let scale = e.abs().max(1.0);
+        assert!(
+            (a - e).abs() <= FUNCTION_TOLERANCE * scale,
+            "{name} on {backend}: element {index} is {a}, flex gives {e}"
+        );
+    }
+}
+
+/// Runs the halting functions on fixed inputs and returns their outputs by name.
+fn halting_outputs(device: &Device) -> Vec<(&'static str, Vec<f32>)> {
+    let logits: Vec<f32> = (0..24)
+        .map(|i| ((i * 37 % 17) as f32 - 8.0) / 3.0)
+        .collect();
+    let halting_logits = Tensor::<2>::from_data(TensorData::new(logits.clone(), [4, 6]), device);
+    let h = sigmoid(halting_logits);
+    let act = act_halting(h.clone(), 0.01).expect("valid epsilon");
+    let outputs = Tensor::<3>::from_data(TensorData::new(logits.clone(), [4, 6, 1]), device);
+    let p = halting_distribution(h);
+    let class_logits = Tensor::<2>::from_data(TensorData::new(logits, [6, 4]), device);
+    vec![
+        ("ACT weights", values(act.weights.clone())),
+        ("ACT ponder cost", values(act.ponder_cost.clone())),
+        ("ACT output", values(act.accumulate(outputs))),
+        ("PonderNet p", values(p.clone())),
+        (
+            "PonderNet KL",
+            values(kl_to_geometric_prior(p, 0.3).expect("valid prior")),
+        ),
+        ("confidence", values(max_softmax_confidence(class_logits))),
+    ]
+}
+
+#[test]
+fn halting_functions_agree() {
+    let expected = halting_outputs(&Device::flex());
+    for (backend, device) in other_devices() {
+        for ((name, actual), (_, reference)) in halting_outputs(&device).iter().zip(&expected) {
+            assert_relative(name, backend, actual, reference);
+        }
+    }
+}
+
+const SHORT_RUN: &str = r#"
+seed = 5
+[parity]
+length = 4
+train_nonzeros = [1, 4]
+eval_nonzeros = [1, 4]
+eval_samples = 200
+validation_samples = 100
+[ponder]
+hidden_size = 16
+[halting]
+method = "act"
+max_steps = 4
+ponder_weight = 0.01
+[training]
+epochs = 3
+steps_per_epoch = 10
+batch_size = 32
+learning_rate = 0.003
+"#;
+
+fn short_run(device: Device) -> Vec<f64> {
+    let recipe = Recipe::parse(SHORT_RUN, Path::new("short.toml")).expect("recipe parses");
+    let outcome = parity_act::train(
+        &recipe,
+        RunContext {
+            device,
+            monitor: &mut SilentMonitor,
+            checkpoints: None,
+            resume: false,
+        },
+    )
+    .expect("short run trains");
+    outcome.history.iter().map(|record| record.loss).collect()
+}
+
+#[test]
+fn short_training_agrees() {
+    let expected = short_run(Device::flex());
+    for (backend, device) in other_devices() {
+        let losses = short_run(device);
+        for (epoch, (loss, reference)) in losses.iter().zip(&expected).enumerate() {
+            assert!(
+                (loss - reference).abs() <= TRAINING_TOLERANCE * reference.abs().max(1e-3),
+                "{backend}: mean loss of epoch {} is {loss}, flex gives {reference}",
+                epoch + 1
+            );
+        }
+    }
+}

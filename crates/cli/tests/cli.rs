@@ -1,0 +1,244 @@
+//! End-to-end tests of the `haltlab` binary: rejected input writes nothing, errors name the
+//! problem, and Ctrl-C followed by `--resume` completes a run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn haltlab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_haltlab"))
+}
+
+fn run(args: &[&str], results: &Path) -> Output {
+    haltlab()
+        .args(args)
+        .arg("--results")
+        .arg(results)
+        .arg("--quiet")
+        .output()
+        .expect("haltlab runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn write_recipe(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    !path.exists() || std::fs::read_dir(path).unwrap().next().is_none()
+}
+
+const PARITY: &str = r#"
+seed = 2
+[parity]
+length = 4
+train_nonzeros = [1, 4]
+eval_nonzeros = [1, 4]
+eval_samples = 100
+validation_samples = 50
+[ponder]
+hidden_size = 8
+[halting]
+method = "act"
+max_steps = 3
+ponder_weight = 0.01
+[training]
+epochs = 2
+steps_per_epoch = 3
+batch_size = 8
+learning_rate = 0.01
+"#;
+
+#[test]
+fn rejected_recipe_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let recipe = write_recipe(
+        dir.path(),
+        "bad.toml",
+        &PARITY.replace("max_steps = 3", "max_steps = 0"),
+    );
+    let output = run(&["run", recipe.to_str().unwrap()], &results);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("halting.max_steps"), "{message}");
+    assert!(message.contains("bad.toml"), "{message}");
+    assert!(
+        is_empty_dir(&results),
+        "results written for a rejected recipe"
+    );
+}
+
+#[test]
+fn missing_data_file_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let missing = dir.path().join("no-such-mnist.csv.gz");
+    let output = run(
+        &[
+            "run",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../experiments/mnist_exits.toml"
+            ),
+            "--data",
+            missing.to_str().unwrap(),
+        ],
+        &results,
+    );
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("no-such-mnist.csv.gz"), "{message}");
+    assert!(is_empty_dir(&results));
+}
+
+#[test]
+fn unreadable_data_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let garbage = write_recipe(dir.path(), "garbage.csv", "1,2,3\nnot numbers\n");
+    let output = run(
+        &[
+            "run",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../experiments/mnist_exits.toml"
+            ),
+            "--data",
+            garbage.to_str().unwrap(),
+        ],
+        &results,
+    );
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("garbage.csv"), "{message}");
+    assert!(message.contains("line 1"), "{message}");
+    assert!(is_empty_dir(&results));
+}
+
+#[test]
+fn backend_not_compiled_names_alternatives() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), "parity.toml", PARITY);
+    let output = run(
+        &["run", recipe.to_str().unwrap(), "--backend", "cuda"],
+        &dir.path().join("results"),
+    );
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("`cuda` is not compiled"), "{message}");
+    assert!(message.contains("--backend flex"), "{message}");
+}
+
+#[test]
+fn backends_lists_flex() {
+    let output = haltlab().arg("backends").output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("flex") && line.contains("yes")),
+        "{text}"
+    );
+    assert!(text.contains("--backend defaults to flex"), "{text}");
+}
+
+#[test]
+fn run_writes_result_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let recipe = write_recipe(dir.path(), "tiny.toml", PARITY);
+    let output = run(&["run", recipe.to_str().unwrap()], &results);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let runs: Vec<_> = std::fs::read_dir(results.join("tiny"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs[0].join("result.json")).unwrap())
+            .unwrap();
+    assert_eq!(result["schema_version"], 1);
+    assert_eq!(result["status"]["state"], "completed");
+    assert_eq!(result["backend"], "flex");
+    assert_eq!(result["seed"], 2);
+    assert_eq!(result["history"].as_array().unwrap().len(), 2);
+    assert!(result["evaluation"]["test"]["accuracy"].is_number());
+    let history = std::fs::read_to_string(runs[0].join("history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 2);
+    assert!(runs[0].join("recipe.toml").is_file());
+    assert!(runs[0].join("checkpoint/state.json").is_file());
+}
+
+#[test]
+fn interrupt_then_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    // Long enough that the interrupt arrives during training.
+    let text = PARITY
+        .replace("epochs = 2", "epochs = 400")
+        .replace("steps_per_epoch = 3", "steps_per_epoch = 400");
+    let recipe = write_recipe(dir.path(), "long.toml", &text);
+    let mut child = haltlab()
+        .args(["run", recipe.to_str().unwrap(), "--quiet", "--results"])
+        .arg(&results)
+        .spawn()
+        .unwrap();
+
+    // Wait until the first epoch has been recorded, then send SIGINT as Ctrl-C does.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run_dir = loop {
+        assert!(Instant::now() < deadline, "no epoch recorded within 60 s");
+        let found = std::fs::read_dir(results.join("long"))
+            .ok()
+            .and_then(|mut entries| entries.next())
+            .map(|entry| entry.unwrap().path());
+        if let Some(run_dir) = found {
+            if std::fs::read_to_string(run_dir.join("history.jsonl"))
+                .is_ok_and(|text| !text.is_empty())
+            {
+                break run_dir;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "exit status {status:?}");
+
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("result.json")).unwrap())
+            .unwrap();
+    assert_eq!(result["status"]["state"], "interrupted", "{result}");
+    assert!(run_dir.join("checkpoint/state.json").is_file());
+
+    // Shorten the remaining work to one more epoch: the resumed run reads the recipe saved in
+    // the run directory.
+    let epochs_done = result["history"].as_array().unwrap().len();
+    let saved = std::fs::read_to_string(run_dir.join("recipe.toml")).unwrap();
+    let shortened = saved.replace("epochs = 400", &format!("epochs = {}", epochs_done + 1));
+    std::fs::write(run_dir.join("recipe.toml"), shortened).unwrap();
+    let output = haltlab()
+        .args(["run", "--quiet", "--resume"])
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("result.json")).unwrap())
+            .unwrap();
+    assert_eq!(result["status"]["state"], "completed");
+    assert_eq!(result["history"].as_array().unwrap().len(), epochs_done + 1);
+}

@@ -1,0 +1,195 @@
+//! Checkpoints of a training run: model, optimiser state and the loop's own progress.
+//!
+//! A checkpoint is three files in `RUN_DIR/checkpoint/`: `model-<step>.bpk` and
+//! `optimizer-<step>.bpk` (Burn's burnpack records), then `state.json`, which names the step and
+//! holds the loop's progress (epoch, partial sums, history). Every file is written to a
+//! temporary file and renamed into place, and `state.json` is renamed last, so a crash at any
+//! moment leaves `state.json` pointing at the previous complete checkpoint. Record files of
+//! older steps are removed only after the new `state.json` is in place.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
+use haltlab_eval::results::write_atomic;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::TrainingError;
+
+/// Name of the checkpoint directory inside a run directory.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+
+/// Where and how often a training loop saves checkpoints.
+#[derive(Debug, Clone)]
+pub struct Checkpointer {
+    dir: PathBuf,
+    every_steps: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StateFile<S> {
+    step: u64,
+    model: String,
+    optimizer: String,
+    progress: S,
+}
+
+impl Checkpointer {
+    /// Saves into `run_dir/checkpoint/`, every `every_steps` optimiser steps when set, and
+    /// whenever the loop ends or is interrupted.
+    pub fn new(run_dir: &Path, every_steps: Option<u64>) -> Self {
+        Self {
+            dir: run_dir.join(CHECKPOINT_DIR),
+            every_steps: every_steps.filter(|&steps| steps > 0),
+        }
+    }
+
+    /// Directory that holds the checkpoint files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the periodic schedule asks for a checkpoint after `step`.
+    pub fn due(&self, step: u64) -> bool {
+        self.every_steps.is_some_and(|every| step % every == 0)
+    }
+
+    /// Writes a checkpoint of `model`, `optimizer` and the loop's `progress` at `step`.
+    pub fn save<M: Module, S: Serialize>(
+        &self,
+        step: u64,
+        model: &M,
+        optimizer: &ModuleOptimizer,
+        progress: &S,
+    ) -> Result<(), TrainingError> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|source| self.io_error("create", &self.dir, source))?;
+        let model_name = format!("model-{step}.bpk");
+        let optimizer_name = format!("optimizer-{step}.bpk");
+        let model_bytes = model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|error| self.record_error("encode the model", error))?;
+        write_atomic(&self.dir.join(&model_name), &model_bytes)?;
+        let optimizer_bytes = optimizer
+            .into_bytes()
+            .map_err(|error| self.record_error("encode the optimiser state", error))?;
+        write_atomic(&self.dir.join(&optimizer_name), &optimizer_bytes)?;
+
+        let state = StateFile {
+            step,
+            model: model_name.clone(),
+            optimizer: optimizer_name.clone(),
+            progress,
+        };
+        let json =
+            serde_json::to_vec_pretty(&state).map_err(|error| TrainingError::Checkpoint {
+                path: self.dir.join("state.json"),
+                problem: format!("failed to encode the training state: {error}"),
+            })?;
+        write_atomic(&self.dir.join("state.json"), &json)?;
+        self.remove_stale(&[model_name, optimizer_name]);
+        tracing::debug!(step, dir = %self.dir.display(), "checkpoint saved");
+        Ok(())
+    }
+
+    /// Loads the latest checkpoint into `model` and `optimizer`, or returns `None` when the
+    /// directory holds no checkpoint.
+    pub fn load<M: Module, S: DeserializeOwned>(
+        &self,
+        model: M,
+        optimizer: ModuleOptimizer,
+    ) -> Result<Option<(M, ModuleOptimizer, S, u64)>, TrainingError> {
+        let state_path = self.dir.join("state.json");
+        if !state_path.exists() {
+            return Ok(None);
+        }
+        let text =
+            fs::read(&state_path).map_err(|source| self.io_error("read", &state_path, source))?;
+        let state: StateFile<S> =
+            serde_json::from_slice(&text).map_err(|error| TrainingError::Checkpoint {
+                path: state_path.clone(),
+                problem: format!("invalid checkpoint state: {error}"),
+            })?;
+
+        let model_path = self.dir.join(&state.model);
+        let model_bytes =
+            fs::read(&model_path).map_err(|source| self.io_error("read", &model_path, source))?;
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))
+            .map_err(|error| self.record_error("decode the model", error))?;
+        let model = model
+            .try_load_record(record)
+            .map_err(|error| self.record_error("load the model", error))?;
+
+        let optimizer_path = self.dir.join(&state.optimizer);
+        let optimizer_bytes = fs::read(&optimizer_path)
+            .map_err(|source| self.io_error("read", &optimizer_path, source))?;
+        let optimizer = optimizer
+            .from_bytes(Bytes::from_bytes_vec(optimizer_bytes))
+            .map_err(|error| self.record_error("load the optimiser state", error))?;
+        Ok(Some((model, optimizer, state.progress, state.step)))
+    }
+
+    /// Removes record files other than `keep`; a failure only leaves an old file behind.
+    fn remove_stale(&self, keep: &[String]) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".bpk") && !keep.contains(&name) {
+                if let Err(error) = fs::remove_file(entry.path()) {
+                    tracing::warn!(file = %entry.path().display(), %error, "failed to remove an old checkpoint file");
+                }
+            }
+        }
+    }
+
+    fn io_error(&self, action: &str, path: &Path, source: std::io::Error) -> TrainingError {
+        TrainingError::Checkpoint {
+            path: path.to_path_buf(),
+            problem: format!("failed to {action}: {source}"),
+        }
+    }
+
+    fn record_error(&self, action: &str, error: impl std::fmt::Display) -> TrainingError {
+        TrainingError::Checkpoint {
+            path: self.dir.clone(),
+            problem: format!("failed to {action}: {error}"),
+        }
+    }
+}
+
+/// Returns the model, optimiser and progress to train from: fresh ones, or with `resume`, the
+/// ones in the latest checkpoint. Resuming without a checkpoint is an error.
+pub fn restore<M: Module, S: DeserializeOwned + Default>(
+    checkpoints: Option<&Checkpointer>,
+    resume: bool,
+    model: M,
+    optimizer: ModuleOptimizer,
+) -> Result<(M, ModuleOptimizer, S), TrainingError> {
+    if !resume {
+        return Ok((model, optimizer, S::default()));
+    }
+    let Some(checkpointer) = checkpoints else {
+        return Err(TrainingError::Checkpoint {
+            path: PathBuf::from(CHECKPOINT_DIR),
+            problem: "resuming needs the run directory that holds the checkpoint".to_owned(),
+        });
+    };
+    match checkpointer.load::<M, S>(model, optimizer)? {
+        Some((model, optimizer, progress, step)) => {
+            tracing::info!(step, dir = %checkpointer.dir().display(), "resuming from checkpoint");
+            Ok((model, optimizer, progress))
+        }
+        None => Err(TrainingError::Checkpoint {
+            path: checkpointer.dir().join("state.json"),
+            problem: "not found, so there is nothing to resume from".to_owned(),
+        }),
+    }
+}

@@ -1,0 +1,187 @@
+//! Determinism, checkpoint/resume and numerical-fault handling of the training loops, on a
+//! parity recipe small enough to train in a few seconds.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use haltlab_eval::EpochRecord;
+use haltlab_training::{
+    Checkpointer, Monitor, Recipe, RunContext, SilentMonitor, TrainingError, TrainingOutcome,
+    parity_act,
+};
+
+const SMALL_PARITY: &str = r#"
+seed = 3
+[parity]
+length = 4
+train_nonzeros = [1, 4]
+eval_nonzeros = [1, 4]
+eval_samples = 200
+validation_samples = 100
+[ponder]
+cell = "gru"
+hidden_size = 16
+[halting]
+method = "act"
+max_steps = 4
+ponder_weight = 0.01
+[training]
+epochs = 3
+steps_per_epoch = 5
+batch_size = 16
+learning_rate = 0.01
+"#;
+
+fn recipe(text: &str) -> Recipe {
+    let recipe = Recipe::parse(text, Path::new("test.toml")).expect("test recipe parses");
+    recipe
+        .validate(Path::new("test.toml"))
+        .expect("test recipe is valid");
+    recipe
+}
+
+fn train(
+    recipe: &Recipe,
+    checkpoints: Option<Checkpointer>,
+    resume: bool,
+    monitor: &mut dyn Monitor,
+) -> Result<TrainingOutcome, TrainingError> {
+    parity_act::train(
+        recipe,
+        RunContext {
+            device: Device::flex(),
+            monitor,
+            checkpoints,
+            resume,
+        },
+    )
+}
+
+/// Everything of an epoch record except the wall-clock time.
+fn metrics(history: &[EpochRecord]) -> Vec<EpochRecord> {
+    history
+        .iter()
+        .map(|record| EpochRecord {
+            elapsed_seconds: 0.0,
+            ..record.clone()
+        })
+        .collect()
+}
+
+/// Requests a stop once `stop_after` steps have run, as Ctrl-C does.
+struct StopAfter {
+    stop_after: u64,
+    last_step: u64,
+}
+
+impl Monitor for StopAfter {
+    fn step(&mut self, step: u64, _loss: f64) {
+        self.last_step = step;
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.last_step >= self.stop_after
+    }
+}
+
+#[test]
+fn same_seed_same_metrics() {
+    let recipe = recipe(SMALL_PARITY);
+    let first = train(&recipe, None, false, &mut SilentMonitor).unwrap();
+    let second = train(&recipe, None, false, &mut SilentMonitor).unwrap();
+    assert_eq!(metrics(&first.history), metrics(&second.history));
+    assert_eq!(first.evaluation, second.evaluation);
+}
+
+#[test]
+fn resumed_run_matches_uninterrupted() {
+    let recipe = recipe(SMALL_PARITY);
+    let uninterrupted = train(&recipe, None, false, &mut SilentMonitor).unwrap();
+
+    let run_dir = tempfile::tempdir().unwrap();
+    // Stop in the middle of epoch 2 (step 7 of 15), so the partial epoch sums must survive.
+    let mut stopper = StopAfter {
+        stop_after: 7,
+        last_step: 0,
+    };
+    let interrupted = train(
+        &recipe,
+        Some(Checkpointer::new(run_dir.path(), None)),
+        false,
+        &mut stopper,
+    );
+    match interrupted {
+        Err(TrainingError::Interrupted { epoch, step }) => {
+            assert_eq!((epoch, step), (2, 7));
+        }
+        other => panic!("expected an interruption, got {other:?}"),
+    }
+    assert!(run_dir.path().join("checkpoint/state.json").is_file());
+
+    let resumed = train(
+        &recipe,
+        Some(Checkpointer::new(run_dir.path(), None)),
+        true,
+        &mut SilentMonitor,
+    )
+    .unwrap();
+    assert_eq!(metrics(&resumed.history), metrics(&uninterrupted.history));
+    assert_eq!(resumed.evaluation, uninterrupted.evaluation);
+}
+
+#[test]
+fn resume_without_checkpoint_fails() {
+    let recipe = recipe(SMALL_PARITY);
+    let run_dir = tempfile::tempdir().unwrap();
+    let error = train(
+        &recipe,
+        Some(Checkpointer::new(run_dir.path(), None)),
+        true,
+        &mut SilentMonitor,
+    )
+    .unwrap_err();
+    assert!(matches!(error, TrainingError::Checkpoint { .. }), "{error}");
+    assert!(error.to_string().contains("state.json"), "{error}");
+}
+
+#[test]
+fn non_finite_loss_stops_run() {
+    // A learning rate of 1e38 makes Adam move every weight by about 1e38 per step, so within a few steps
+    // the loss or a gradient of a later step is no longer finite.
+    let text = SMALL_PARITY.replace(
+        "learning_rate = 0.01",
+        "learning_rate = 1e38\ncheckpoint_every = 1",
+    );
+    let recipe = recipe(&text);
+    let run_dir = tempfile::tempdir().unwrap();
+    let error = train(
+        &recipe,
+        Some(Checkpointer::new(run_dir.path(), Some(1))),
+        false,
+        &mut SilentMonitor,
+    )
+    .unwrap_err();
+    let TrainingError::NonFinite {
+        quantity,
+        epoch,
+        step,
+        ..
+    } = &error
+    else {
+        panic!("expected a non-finite error, got {error}");
+    };
+    assert!(*step >= 2, "step {step}");
+    assert_eq!(*epoch, 1);
+    assert!(
+        quantity.contains("loss") || quantity.contains("gradient"),
+        "{quantity}"
+    );
+    let message = error.to_string();
+    assert!(message.contains(&format!("step {step}")), "{message}");
+    assert!(message.contains("epoch 1"), "{message}");
+
+    // The last good checkpoint is the one before the faulty step.
+    let state = std::fs::read_to_string(run_dir.path().join("checkpoint/state.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["step"].as_u64(), Some(step - 1));
+}
