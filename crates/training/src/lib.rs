@@ -4,6 +4,7 @@
 //! for progress, and return the history and evaluations that the caller writes to a result
 //! file.
 
+pub mod exit_analysis;
 pub mod loss;
 pub mod mnist_exits;
 pub mod monitor;

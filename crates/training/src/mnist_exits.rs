@@ -9,13 +9,15 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use haltlab_data::images::{self, CsvLayout, ImageSet};
+use haltlab_eval::sweep::flop_fraction_of_exits;
 use haltlab_eval::{EpochRecord, Evaluation, Histogram, accuracy};
-use haltlab_halting::exits::confidence_exits;
-use haltlab_model::{ExitMlp, ExitMlpConfig};
+use haltlab_halting::exits::ConfidenceRule;
+use haltlab_model::{ExitMlp, ExitMlpConfig, ExitStages, infer_hard};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use crate::exit_analysis::{analyse, image_inputs};
 use crate::loss::cross_entropy_per_sample;
 use crate::parity_act::argmax;
 use crate::recipe::{MnistFormat, Recipe};
@@ -178,16 +180,33 @@ pub fn train(
     let training_seconds = started.elapsed().as_secs_f64();
 
     let model = model.valid();
+    let (layer_flops, head_flops) = mlp_flops(input_size, &exits.hidden_sizes, data.train.classes);
     let mut evaluation = BTreeMap::new();
     for (name, set) in [("validation", &data.validation), ("test", &data.test)] {
         let mut result = evaluate(&model, set, exits.threshold, device);
-        let (layer_flops, head_flops) = mlp_flops(input_size, &exits.hidden_sizes, set.classes);
-        result.flop_fraction = Some(flop_fraction(
+        result.flop_fraction = Some(flop_fraction_of_exits(
             &layer_flops,
             &head_flops,
-            &result.halting_histogram,
+            &exit_layers(&result.halting_histogram),
         ));
         evaluation.insert(name.to_owned(), result);
+    }
+    let mnist = recipe
+        .mnist
+        .as_ref()
+        .ok_or(TrainingError::MissingSection("mnist"))?;
+    let report = analyse(
+        &model,
+        &data.validation,
+        &data.test,
+        mnist,
+        exits,
+        &layer_flops,
+        &head_flops,
+        &device.clone().without_autodiff(),
+    )?;
+    if let Some(test) = evaluation.get_mut("test") {
+        test.exit_report = Some(report);
     }
     Ok(TrainingOutcome {
         history,
@@ -196,24 +215,14 @@ pub fn train(
     })
 }
 
-/// Mean FLOPs per sample of a hard run, where a sample exiting at head l ran layers 1..=l and
-/// heads 1..=l, divided by the FLOPs of a sample that exits at the last head.
-pub fn flop_fraction(layer_flops: &[u64], head_flops: &[u64], exits: &Histogram) -> f64 {
-    let mut cumulative = Vec::with_capacity(layer_flops.len());
-    let mut total = 0u64;
-    for (layer, head) in layer_flops.iter().zip(head_flops) {
-        total += layer + head;
-        cumulative.push(total);
-    }
-    let full = total.max(1) as f64;
-    let samples = exits.total().max(1) as f64;
-    let spent: f64 = exits
+/// Expands a histogram of exit layers into one exit layer per sample.
+fn exit_layers(histogram: &Histogram) -> Vec<usize> {
+    histogram
         .counts
         .iter()
-        .zip(&cumulative)
-        .map(|(&count, &flops)| count as f64 * flops as f64)
-        .sum();
-    spent / samples / full
+        .enumerate()
+        .flat_map(|(index, &count)| std::iter::repeat_n(index + 1, count as usize))
+        .collect()
 }
 
 /// Evaluates every exit's accuracy with the full network, and the hard early-exit predictions
@@ -231,7 +240,10 @@ pub fn evaluate(model: &ExitMlp, set: &ImageSet, threshold: f64, device: &Device
         for (predictions, logits) in per_exit.iter_mut().zip(model.forward_all(inputs.clone())) {
             predictions.extend(argmax(logits));
         }
-        let hard = model.infer_hard(inputs, |logits| confidence_exits(logits, threshold));
+        let mut rule = ConfidenceRule {
+            threshold: threshold as f32,
+        };
+        let hard = infer_hard(model, inputs, &mut rule);
         hard_predictions.extend(hard.predictions);
         histogram.extend(hard.exit_layer);
     }
@@ -258,15 +270,12 @@ pub fn image_batch(
     indices: &[usize],
     device: &Device,
 ) -> (Tensor<2>, Tensor<1, Int>) {
-    let size = set.image_size();
-    let mut pixels = Vec::with_capacity(indices.len() * size);
-    let mut labels = Vec::with_capacity(indices.len());
-    for &index in indices {
-        pixels.extend_from_slice(&set.pixels[index * size..(index + 1) * size]);
-        labels.push(set.labels[index] as i64);
-    }
+    let labels: Vec<i64> = indices
+        .iter()
+        .map(|&index| set.labels[index] as i64)
+        .collect();
     (
-        Tensor::from_data(TensorData::new(pixels, [indices.len(), size]), device),
+        image_inputs(set, indices, device),
         Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
     )
 }
@@ -282,13 +291,5 @@ mod tests {
         let (layers, heads) = mlp_flops(784, &[256, 128], 10);
         assert_eq!(layers, vec![401_408, 65_536]);
         assert_eq!(heads, vec![5_120, 2_560]);
-    }
-
-    #[test]
-    fn flop_fraction_of_mixed_exits() {
-        // Costs to exit at heads 1 and 2: 10 + 1 = 11 and 11 + 8 + 1 = 20.
-        let histogram = Histogram { counts: vec![1, 1] };
-        let fraction = flop_fraction(&[10, 8], &[1, 1], &histogram);
-        assert!((fraction - (11.0 + 20.0) / 2.0 / 20.0).abs() < 1e-12);
     }
 }

@@ -180,6 +180,24 @@ pub struct MnistTask {
     /// Share of a single CSV file held out as the test set; unused for IDX data.
     #[serde(default = "default_test_fraction")]
     pub test_fraction: f64,
+    /// UCI optical digits CSV (8×8, values 0–16) for the shift report; that shift is skipped
+    /// when absent. A relative path is relative to the working directory.
+    pub uci_digits_path: Option<PathBuf>,
+    /// Standard deviation of the Gaussian noise added to test pixels (in [0, 1] units) for
+    /// the noise shift.
+    #[serde(default = "default_noise_std")]
+    pub shift_noise_std: f32,
+    /// Largest rotation, in degrees either way, of the rotation shift.
+    #[serde(default = "default_rotation_degrees")]
+    pub shift_rotation_degrees: f32,
+}
+
+fn default_noise_std() -> f32 {
+    0.3
+}
+
+fn default_rotation_degrees() -> f32 {
+    15.0
 }
 
 fn default_mnist_format() -> MnistFormat {
@@ -204,6 +222,50 @@ pub struct ExitModel {
     pub threshold: f64,
     /// Weight of each exit's loss in training; equal weights when absent.
     pub loss_weights: Option<Vec<f64>>,
+    /// δ of threshold calibration: the chosen threshold keeps validation accuracy at least
+    /// the last exit's accuracy minus δ (a fraction, 0.01 = 1 point).
+    #[serde(default = "default_accuracy_tolerance")]
+    pub accuracy_tolerance: f64,
+    /// FLOP budget of threshold calibration, as a fraction of the full network's FLOPs.
+    #[serde(default = "default_flop_budget")]
+    pub flop_budget: f64,
+    /// ε of risk-controlled calibration: the tolerated rate at which the early answer differs
+    /// from the last exit's.
+    #[serde(default = "default_risk_tolerance")]
+    pub risk_tolerance: f64,
+    /// α of risk-controlled calibration: the bound holds with probability 1 − α.
+    #[serde(default = "default_risk_alpha")]
+    pub risk_alpha: f64,
+    /// Test samples timed one at a time for latency percentiles; 0 skips timing.
+    #[serde(default = "default_latency_samples")]
+    pub latency_samples: usize,
+    /// Batch size of the per-batch latency measurement.
+    #[serde(default = "default_latency_batch_size")]
+    pub latency_batch_size: usize,
+}
+
+fn default_accuracy_tolerance() -> f64 {
+    0.01
+}
+
+fn default_flop_budget() -> f64 {
+    0.5
+}
+
+fn default_risk_tolerance() -> f64 {
+    0.05
+}
+
+fn default_risk_alpha() -> f64 {
+    0.1
+}
+
+fn default_latency_samples() -> usize {
+    300
+}
+
+fn default_latency_batch_size() -> usize {
+    256
 }
 
 /// Optimisation settings.
@@ -424,6 +486,56 @@ impl Recipe {
                 "exits.threshold",
                 exits.threshold.to_string(),
                 "a probability in [0, 1]",
+            ));
+        }
+        let unit_checks = [
+            (
+                "exits.accuracy_tolerance",
+                exits.accuracy_tolerance,
+                "a fraction in [0, 1], such as 0.01 for one point",
+            ),
+            (
+                "exits.flop_budget",
+                exits.flop_budget,
+                "a fraction of the full FLOPs in [0, 1], such as 0.5",
+            ),
+            (
+                "exits.risk_tolerance",
+                exits.risk_tolerance,
+                "a rate in [0, 1], such as 0.05",
+            ),
+        ];
+        for (key, value, expected) in unit_checks {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(invalid(key, value.to_string(), expected));
+            }
+        }
+        if !(exits.risk_alpha > 0.0 && exits.risk_alpha < 1.0) {
+            return Err(invalid(
+                "exits.risk_alpha",
+                exits.risk_alpha.to_string(),
+                "a probability in the open interval (0, 1), such as 0.1",
+            ));
+        }
+        if exits.latency_batch_size == 0 {
+            return Err(invalid(
+                "exits.latency_batch_size",
+                "0".into(),
+                "at least 1",
+            ));
+        }
+        if !(mnist.shift_noise_std >= 0.0 && mnist.shift_noise_std.is_finite()) {
+            return Err(invalid(
+                "mnist.shift_noise_std",
+                mnist.shift_noise_std.to_string(),
+                "a non-negative finite standard deviation, such as 0.3",
+            ));
+        }
+        if !(mnist.shift_rotation_degrees >= 0.0 && mnist.shift_rotation_degrees <= 180.0) {
+            return Err(invalid(
+                "mnist.shift_rotation_degrees",
+                mnist.shift_rotation_degrees.to_string(),
+                "an angle in [0, 180] degrees, such as 15",
             ));
         }
         if let Some(weights) = &exits.loss_weights {

@@ -1,0 +1,466 @@
+//! Analysis of a trained early-exit network: threshold sweeps per exit rule, calibration on
+//! the validation split, counted and measured compute, confidence calibration, and
+//! distribution shift.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use haltlab_data::images::{self, CsvLayout, ImageSet};
+use haltlab_data::shift;
+use haltlab_eval::calibration::{
+    CalibratedThreshold, choose_risk_controlled, choose_within_accuracy, choose_within_budget,
+};
+use haltlab_eval::latency::{LatencySummary, expected_calibration_error};
+use haltlab_eval::sweep::{SweepPoint, flop_fraction_of_exits, mark_pareto};
+use haltlab_eval::{ComputeReport, ExitReport, Histogram, ShiftReport, accuracy};
+use haltlab_halting::exits::{
+    ConfidenceRule, EntropyRule, ExitRule, PatienceRule, row_argmax, row_confidence,
+};
+use haltlab_model::exit_engine::{ExitStages, infer_full, infer_hard, read_floats, replay_exits};
+
+use crate::TrainingError;
+use crate::recipe::{ExitModel, MnistTask};
+
+/// Batch size of evaluation passes; it changes speed, not results.
+const EVAL_BATCH: usize = 500;
+
+/// Bins of the expected calibration error.
+const ECE_BINS: usize = 15;
+
+/// Seed of the random shifts, fixed so that every run sees the same shifted images.
+const SHIFT_SEED: u64 = 17;
+
+/// Rules swept, in report order.
+pub const RULES: [&str; 3] = ["confidence", "entropy", "patience"];
+
+/// Logits of every head for every sample of a set, read back to the host.
+#[derive(Debug, Clone)]
+pub struct HeadOutputs {
+    pub classes: usize,
+    /// `head_logits[s]` holds `samples` rows of `classes` logits of head s, row-major.
+    pub head_logits: Vec<Vec<f32>>,
+    pub labels: Vec<usize>,
+}
+
+impl HeadOutputs {
+    /// Runs the whole network on every image of `set`, in batches.
+    pub fn compute(model: &impl ExitStages, set: &ImageSet, device: &Device) -> Self {
+        let mut head_logits = vec![Vec::new(); model.depth()];
+        let indices: Vec<usize> = (0..set.len()).collect();
+        for chunk in indices.chunks(EVAL_BATCH) {
+            let inputs = image_inputs(set, chunk, device);
+            for (all, logits) in head_logits.iter_mut().zip(model.forward_all(inputs)) {
+                all.extend(read_floats(logits));
+            }
+        }
+        Self {
+            classes: set.classes,
+            head_logits,
+            labels: set.labels.iter().map(|&label| label as usize).collect(),
+        }
+    }
+
+    pub fn samples(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Argmax of head `head` for every sample.
+    pub fn predictions(&self, head: usize) -> Vec<usize> {
+        self.head_logits[head]
+            .chunks_exact(self.classes)
+            .map(row_argmax)
+            .collect()
+    }
+}
+
+/// Builds a rule by name: `confidence` (threshold a probability), `entropy` (nats) or
+/// `patience` (heads, rounded down).
+pub fn make_rule(rule: &str, threshold: f64) -> Box<dyn ExitRule> {
+    match rule {
+        "entropy" => Box::new(EntropyRule {
+            threshold: threshold as f32,
+        }),
+        "patience" => Box::new(PatienceRule::new(threshold.max(0.0) as usize)),
+        _ => Box::new(ConfidenceRule {
+            threshold: threshold as f32,
+        }),
+    }
+}
+
+/// Candidate thresholds of a rule, from the most conservative (most compute) to the least.
+pub fn candidate_thresholds(rule: &str, depth: usize, classes: usize) -> Vec<f64> {
+    match rule {
+        "entropy" => {
+            let max = (classes.max(2) as f64).ln();
+            let mut values = vec![0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.03, 0.05, 0.07];
+            values.extend((1..=40).map(|step| step as f64 * 0.1).filter(|&h| h < max));
+            values.push(max);
+            values
+        }
+        "patience" => (0..depth.max(1)).rev().map(|t| t as f64).collect(),
+        _ => {
+            let mut values = vec![1.0, 0.9999, 0.9995, 0.999, 0.998, 0.995, 0.99, 0.985];
+            values.extend((0..=45).map(|step| 0.98 - step as f64 * 0.02));
+            values.push(0.0);
+            values
+        }
+    }
+}
+
+/// Replays one rule at one threshold on precomputed head outputs.
+pub fn sweep_point(
+    outputs: &HeadOutputs,
+    rule: &str,
+    threshold: f64,
+    layer_flops: &[u64],
+    head_flops: &[u64],
+) -> SweepPoint {
+    let hard = replay_exits(
+        &outputs.head_logits,
+        outputs.classes,
+        make_rule(rule, threshold).as_mut(),
+    );
+    let last = outputs.predictions(outputs.head_logits.len() - 1);
+    let disagreements = hard
+        .predictions
+        .iter()
+        .zip(&last)
+        .filter(|(early, full)| early != full)
+        .count();
+    let mut histogram = Histogram::with_steps(outputs.head_logits.len());
+    histogram.extend(hard.exit_layer.iter().copied());
+    SweepPoint {
+        rule: rule.to_owned(),
+        threshold,
+        accuracy: accuracy(&hard.predictions, &outputs.labels),
+        flop_fraction: flop_fraction_of_exits(layer_flops, head_flops, &hard.exit_layer),
+        mean_exit_layer: histogram.mean(),
+        disagreement: disagreements as f64 / outputs.samples().max(1) as f64,
+        exit_shares: histogram.shares(),
+        pareto: false,
+    }
+}
+
+fn sweep(outputs: &HeadOutputs, layer_flops: &[u64], head_flops: &[u64]) -> Vec<SweepPoint> {
+    let depth = outputs.head_logits.len();
+    let mut points = Vec::new();
+    for rule in RULES {
+        for threshold in candidate_thresholds(rule, depth, outputs.classes) {
+            points.push(sweep_point(
+                outputs,
+                rule,
+                threshold,
+                layer_flops,
+                head_flops,
+            ));
+        }
+    }
+    mark_pareto(&mut points);
+    points
+}
+
+/// Chooses thresholds on the validation sweep by each criterion, for every rule.
+///
+/// The first entry is the confidence rule within `accuracy_tolerance` of the last exit; the
+/// compute and shift reports use it.
+fn calibrate(
+    validation: &HeadOutputs,
+    points: &[SweepPoint],
+    exits: &ExitModel,
+) -> Vec<CalibratedThreshold> {
+    let last_accuracy = accuracy(
+        &validation.predictions(validation.head_logits.len() - 1),
+        &validation.labels,
+    );
+    let mut chosen = Vec::new();
+    for rule in RULES {
+        let indices: Vec<usize> = (0..points.len())
+            .filter(|&index| points[index].rule == rule)
+            .collect();
+        let subset: Vec<SweepPoint> = indices.iter().map(|&index| points[index].clone()).collect();
+        let order: Vec<usize> = (0..subset.len()).collect();
+        let picks = [
+            (
+                "accuracy_within",
+                exits.accuracy_tolerance,
+                choose_within_accuracy(&subset, last_accuracy, exits.accuracy_tolerance),
+            ),
+            (
+                "flop_budget",
+                exits.flop_budget,
+                choose_within_budget(&subset, exits.flop_budget),
+            ),
+            (
+                "risk_controlled",
+                exits.risk_tolerance,
+                choose_risk_controlled(
+                    &subset,
+                    &order,
+                    validation.samples(),
+                    exits.risk_tolerance,
+                    exits.risk_alpha,
+                ),
+            ),
+        ];
+        for (criterion, target, pick) in picks {
+            if let Some(index) = pick {
+                chosen.push(CalibratedThreshold {
+                    criterion: criterion.to_owned(),
+                    target,
+                    rule: rule.to_owned(),
+                    threshold: subset[index].threshold,
+                    validation: subset[index].clone(),
+                    test: None,
+                });
+            }
+        }
+    }
+    chosen
+}
+
+/// Runs every analysis of a trained network: sweeps and calibration, ECE per exit, measured
+/// latency, and shifted test sets.
+#[allow(clippy::too_many_arguments)]
+pub fn analyse(
+    model: &impl ExitStages,
+    validation_set: &ImageSet,
+    test_set: &ImageSet,
+    mnist: &MnistTask,
+    exits: &ExitModel,
+    layer_flops: &[u64],
+    head_flops: &[u64],
+    device: &Device,
+) -> Result<ExitReport, TrainingError> {
+    let validation = HeadOutputs::compute(model, validation_set, device);
+    let test = HeadOutputs::compute(model, test_set, device);
+    let validation_points = sweep(&validation, layer_flops, head_flops);
+    let test_points = sweep(&test, layer_flops, head_flops);
+
+    let mut calibrated = calibrate(&validation, &validation_points, exits);
+    for choice in &mut calibrated {
+        choice.test = Some(sweep_point(
+            &test,
+            &choice.rule,
+            choice.threshold,
+            layer_flops,
+            head_flops,
+        ));
+    }
+
+    let ece_per_exit = (0..test.head_logits.len())
+        .map(|head| {
+            let confidences: Vec<f64> = test.head_logits[head]
+                .chunks_exact(test.classes)
+                .map(|row| row_confidence(row) as f64)
+                .collect();
+            let correct: Vec<bool> = test
+                .predictions(head)
+                .iter()
+                .zip(&test.labels)
+                .map(|(prediction, label)| prediction == label)
+                .collect();
+            expected_calibration_error(&confidences, &correct, ECE_BINS)
+        })
+        .collect();
+
+    let mut report = ExitReport {
+        layer_flops: layer_flops.to_vec(),
+        head_flops: head_flops.to_vec(),
+        sweep: test_points,
+        calibrated,
+        ece_per_exit,
+        compute: None,
+        shifts: BTreeMap::new(),
+    };
+    if let Some(choice) = report.calibrated.first().cloned() {
+        if exits.latency_samples > 0 {
+            report.compute = Some(measure_compute(model, test_set, &choice, exits, device));
+        }
+        report.shifts = shift_reports(
+            model,
+            test_set,
+            mnist,
+            &choice,
+            layer_flops,
+            head_flops,
+            device,
+        )?;
+    }
+    Ok(report)
+}
+
+/// Times early exits at `choice` against the full network, at batch size 1 and batched.
+pub fn measure_compute(
+    model: &impl ExitStages,
+    test_set: &ImageSet,
+    choice: &CalibratedThreshold,
+    exits: &ExitModel,
+    device: &Device,
+) -> ComputeReport {
+    let mut rule = make_rule(&choice.rule, choice.threshold);
+    let samples = exits.latency_samples.min(test_set.len());
+    let single: Vec<Tensor<2>> = (0..samples)
+        .map(|index| image_inputs(test_set, &[index], device))
+        .collect();
+    // Warm-up: the first calls allocate buffers.
+    for inputs in single.iter().take(10) {
+        infer_hard(model, inputs.clone(), rule.as_mut());
+        infer_full(model, inputs.clone());
+    }
+    let mut exit_times = Vec::with_capacity(samples);
+    let mut full_times = Vec::with_capacity(samples);
+    let mut exit_layers = Vec::with_capacity(samples);
+    for inputs in &single {
+        let started = Instant::now();
+        let hard = infer_hard(model, inputs.clone(), rule.as_mut());
+        exit_times.push(started.elapsed().as_secs_f64());
+        exit_layers.extend(hard.exit_layer);
+        let started = Instant::now();
+        infer_full(model, inputs.clone());
+        full_times.push(started.elapsed().as_secs_f64());
+    }
+
+    let batch_size = exits.latency_batch_size.min(test_set.len().max(1));
+    let indices: Vec<usize> = (0..test_set.len()).collect();
+    let batches: Vec<Tensor<2>> = indices
+        .chunks(batch_size)
+        .filter(|chunk| chunk.len() == batch_size)
+        .map(|chunk| image_inputs(test_set, chunk, device))
+        .collect();
+    let mut batched_exit_times = Vec::new();
+    let mut batched_full_times = Vec::new();
+    for round in 0..4 {
+        for inputs in &batches {
+            let started = Instant::now();
+            infer_hard(model, inputs.clone(), rule.as_mut());
+            let exit_seconds = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            infer_full(model, inputs.clone());
+            let full_seconds = started.elapsed().as_secs_f64();
+            // The first round is warm-up.
+            if round > 0 {
+                batched_exit_times.push(exit_seconds);
+                batched_full_times.push(full_seconds);
+            }
+        }
+    }
+
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let ratio = |numerator: f64, denominator: f64| {
+        if denominator > 0.0 {
+            numerator / denominator
+        } else {
+            0.0
+        }
+    };
+    let mut histogram = Histogram::with_steps(model.depth());
+    histogram.extend(exit_layers.iter().copied());
+    ComputeReport {
+        rule: choice.rule.clone(),
+        threshold: choice.threshold,
+        validation_flop_fraction: choice.validation.flop_fraction,
+        counted_flop_fraction: choice
+            .test
+            .as_ref()
+            .map_or(choice.validation.flop_fraction, |test| test.flop_fraction),
+        mean_layers: choice
+            .test
+            .as_ref()
+            .map_or(histogram.mean(), |test| test.mean_exit_layer),
+        batch1_exits: LatencySummary::from_seconds(&exit_times),
+        batch1_full: LatencySummary::from_seconds(&full_times),
+        batch_size,
+        batched_exits: LatencySummary::from_seconds(&batched_exit_times),
+        batched_full: LatencySummary::from_seconds(&batched_full_times),
+        batch1_time_fraction: ratio(mean(&exit_times), mean(&full_times)),
+        batched_time_fraction: ratio(mean(&batched_exit_times), mean(&batched_full_times)),
+    }
+}
+
+fn shift_reports(
+    model: &impl ExitStages,
+    test_set: &ImageSet,
+    mnist: &MnistTask,
+    choice: &CalibratedThreshold,
+    layer_flops: &[u64],
+    head_flops: &[u64],
+    device: &Device,
+) -> Result<BTreeMap<String, ShiftReport>, TrainingError> {
+    let mut sets = vec![
+        (
+            "gaussian_noise".to_owned(),
+            format!(
+                "Gaussian noise, std {} on [0, 1] pixels",
+                mnist.shift_noise_std
+            ),
+            shift::add_gaussian_noise(test_set, mnist.shift_noise_std, SHIFT_SEED)?,
+        ),
+        (
+            "rotation".to_owned(),
+            format!(
+                "rotation by up to ±{} degrees",
+                mnist.shift_rotation_degrees
+            ),
+            shift::rotate(test_set, mnist.shift_rotation_degrees, SHIFT_SEED)?,
+        ),
+    ];
+    if let Some(path) = &mnist.uci_digits_path {
+        sets.push((
+            "uci_digits".to_owned(),
+            uci_description(path),
+            load_uci(path, test_set)?,
+        ));
+    }
+    let mut reports = BTreeMap::new();
+    for (name, description, set) in sets {
+        let outputs = HeadOutputs::compute(model, &set, device);
+        let point = sweep_point(
+            &outputs,
+            &choice.rule,
+            choice.threshold,
+            layer_flops,
+            head_flops,
+        );
+        let accuracy_per_exit = (0..outputs.head_logits.len())
+            .map(|head| accuracy(&outputs.predictions(head), &outputs.labels))
+            .collect();
+        reports.insert(
+            name,
+            ShiftReport {
+                description,
+                samples: set.len(),
+                accuracy: point.accuracy,
+                accuracy_per_exit,
+                flop_fraction: point.flop_fraction,
+                mean_exit_layer: point.mean_exit_layer,
+                exit_shares: point.exit_shares,
+            },
+        );
+    }
+    Ok(reports)
+}
+
+fn uci_description(path: &Path) -> String {
+    format!(
+        "UCI optical digits from {}, 8x8 resized bilinearly to 28x28, values 0–16 scaled to [0, 1]",
+        path.display()
+    )
+}
+
+/// Loads UCI digits and resizes them to the MNIST test images' size.
+fn load_uci(path: &Path, like: &ImageSet) -> Result<ImageSet, TrainingError> {
+    let digits = images::load_csv(path, CsvLayout::UCI_DIGITS)?;
+    Ok(shift::resize(&digits, like.height, like.width)?)
+}
+
+/// Builds the `[indices.len(), height * width]` input tensor of the images at `indices`.
+pub fn image_inputs(set: &ImageSet, indices: &[usize], device: &Device) -> Tensor<2> {
+    let size = set.image_size();
+    let mut pixels = Vec::with_capacity(indices.len() * size);
+    for &index in indices {
+        pixels.extend_from_slice(&set.pixels[index * size..(index + 1) * size]);
+    }
+    Tensor::from_data(TensorData::new(pixels, [indices.len(), size]), device)
+}
