@@ -53,9 +53,10 @@ pub struct ComputeReport {
     pub batched_exits: LatencySummary,
     /// Per-batch latency of the full network.
     pub batched_full: LatencySummary,
-    /// Mean time with exits divided by mean full time, at batch size 1.
+    /// Median time with exits divided by median full time, at batch size 1. Medians, because
+    /// on a shared machine a few preempted calls can move a mean by more than the exits save.
     pub batch1_time_fraction: f64,
-    /// Mean time with exits divided by mean full time, at `batch_size`.
+    /// Median time with exits divided by median full time, at `batch_size`.
     pub batched_time_fraction: f64,
 }
 

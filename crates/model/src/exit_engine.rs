@@ -90,7 +90,7 @@ pub fn infer_hard(
 /// Replays hard early-exit inference on logits computed beforehand for every head, as if
 /// [`infer_hard`] had run; used to sweep thresholds without running the network again.
 ///
-/// `head_logits[s]` holds `batch` rows of `classes` logits of head s, row-major.
+/// `head_logits[s]` contains `batch` rows of `classes` logits of head s, row-major.
 pub fn replay_exits(
     head_logits: &[Vec<f32>],
     classes: usize,

@@ -29,7 +29,7 @@ const EVAL_BATCH: usize = 500;
 /// Bins of the expected calibration error.
 const ECE_BINS: usize = 15;
 
-/// Seed of the random shifts, fixed so that every run sees the same shifted images.
+/// Seed of the random shifts, fixed so that every run gets the same shifted images.
 const SHIFT_SEED: u64 = 17;
 
 /// Rules swept, in report order.
@@ -39,7 +39,7 @@ pub const RULES: [&str; 3] = ["confidence", "entropy", "patience"];
 #[derive(Debug, Clone)]
 pub struct HeadOutputs {
     pub classes: usize,
-    /// `head_logits[s]` holds `samples` rows of `classes` logits of head s, row-major.
+    /// `head_logits[s]` contains `samples` rows of `classes` logits of head s, row-major.
     pub head_logits: Vec<Vec<f32>>,
     pub labels: Vec<usize>,
 }
@@ -331,7 +331,7 @@ pub fn measure_compute(
         .collect();
     let mut batched_exit_times = Vec::new();
     let mut batched_full_times = Vec::new();
-    for round in 0..4 {
+    for round in 0..6 {
         for inputs in &batches {
             let started = Instant::now();
             infer_hard(model, inputs.clone(), rule.as_mut());
@@ -347,14 +347,17 @@ pub fn measure_compute(
         }
     }
 
-    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
-    let ratio = |numerator: f64, denominator: f64| {
-        if denominator > 0.0 {
-            numerator / denominator
+    let ratio = |numerator: &LatencySummary, denominator: &LatencySummary| {
+        if denominator.p50_ms > 0.0 {
+            numerator.p50_ms / denominator.p50_ms
         } else {
             0.0
         }
     };
+    let batch1_exits = LatencySummary::from_seconds(&exit_times);
+    let batch1_full = LatencySummary::from_seconds(&full_times);
+    let batched_exits = LatencySummary::from_seconds(&batched_exit_times);
+    let batched_full = LatencySummary::from_seconds(&batched_full_times);
     let mut histogram = Histogram::with_steps(model.depth());
     histogram.extend(exit_layers.iter().copied());
     ComputeReport {
@@ -369,13 +372,13 @@ pub fn measure_compute(
             .test
             .as_ref()
             .map_or(histogram.mean(), |test| test.mean_exit_layer),
-        batch1_exits: LatencySummary::from_seconds(&exit_times),
-        batch1_full: LatencySummary::from_seconds(&full_times),
+        batch1_time_fraction: ratio(&batch1_exits, &batch1_full),
+        batched_time_fraction: ratio(&batched_exits, &batched_full),
+        batch1_exits,
+        batch1_full,
         batch_size,
-        batched_exits: LatencySummary::from_seconds(&batched_exit_times),
-        batched_full: LatencySummary::from_seconds(&batched_full_times),
-        batch1_time_fraction: ratio(mean(&exit_times), mean(&full_times)),
-        batched_time_fraction: ratio(mean(&batched_exit_times), mean(&batched_full_times)),
+        batched_exits,
+        batched_full,
     }
 }
 
@@ -463,4 +466,54 @@ pub fn image_inputs(set: &ImageSet, indices: &[usize], device: &Device) -> Tenso
         pixels.extend_from_slice(&set.pixels[index * size..(index + 1) * size]);
     }
     Tensor::from_data(TensorData::new(pixels, [indices.len(), size]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Three samples, two heads, two classes. Head 1 confidences: 0.88 (right), 0.5 (tie,
+    // argmax 0, wrong), 0.73 (right); head 2 predicts class 1 for every sample.
+    fn outputs() -> HeadOutputs {
+        HeadOutputs {
+            classes: 2,
+            head_logits: vec![
+                vec![2.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+                vec![0.0, 3.0, 0.0, 3.0, 0.0, 3.0],
+            ],
+            labels: vec![0, 1, 1],
+        }
+    }
+
+    #[test]
+    fn sweep_point_by_hand() {
+        let outputs = outputs();
+        // Threshold 0.7: samples 0 and 2 exit at head 1, sample 1 runs to head 2.
+        let point = sweep_point(&outputs, "confidence", 0.7, &[10, 8], &[1, 1]);
+        assert!((point.accuracy - 1.0).abs() < 1e-12);
+        assert!((point.flop_fraction - (11.0 + 20.0 + 11.0) / 3.0 / 20.0).abs() < 1e-12);
+        assert_eq!(point.exit_shares, vec![2.0 / 3.0, 1.0 / 3.0]);
+        // Sample 0 predicts 0 at head 1 where head 2 predicts 1.
+        assert!((point.disagreement - 1.0 / 3.0).abs() < 1e-12);
+
+        let never = sweep_point(&outputs, "confidence", 1.0, &[10, 8], &[1, 1]);
+        assert_eq!(never.flop_fraction, 1.0);
+        assert_eq!(never.disagreement, 0.0);
+    }
+
+    #[test]
+    fn candidates_run_conservative_first() {
+        for rule in RULES {
+            let thresholds = candidate_thresholds(rule, 4, 10);
+            let first = sweep_point(&outputs(), rule, thresholds[0], &[10, 8], &[1, 1]);
+            let last = sweep_point(
+                &outputs(),
+                rule,
+                *thresholds.last().unwrap(),
+                &[10, 8],
+                &[1, 1],
+            );
+            assert!(first.flop_fraction >= last.flop_fraction, "{rule}");
+        }
+    }
 }

@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::exit_analysis::{analyse, image_inputs};
 use crate::loss::cross_entropy_per_sample;
 use crate::parity_act::argmax;
-use crate::recipe::{MnistFormat, Recipe};
+use crate::recipe::{LossSchedule, MnistFormat, Recipe};
 use crate::{Monitor, TrainingError, TrainingOutcome};
 
 /// Batch size of evaluation passes; it changes speed, not results.
@@ -101,11 +101,10 @@ pub fn train(
         .ok_or(TrainingError::MissingSection("exits"))?;
     let training = &recipe.training;
     let depth = exits.hidden_sizes.len();
-    let weights = exits
+    let base_weights = exits
         .loss_weights
         .clone()
         .unwrap_or_else(|| vec![1.0; depth]);
-    let weight_total: f64 = weights.iter().sum();
     let input_size = data.train.image_size();
 
     let train_device = device.clone().autodiff();
@@ -124,6 +123,9 @@ pub fn train(
     for epoch in 1..=training.epochs {
         let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed.wrapping_add(epoch as u64));
         order.shuffle(&mut rng);
+        let weights =
+            exit_loss_weights(exits.loss_schedule, &base_weights, exits.ramp_epochs, epoch);
+        let weight_total: f64 = weights.iter().sum();
         let mut loss_sum = 0.0;
         let mut correct = 0usize;
 
@@ -215,6 +217,34 @@ pub fn train(
     })
 }
 
+/// Returns the exit loss weights of `epoch` (counted from 1) under `schedule`.
+pub fn exit_loss_weights(
+    schedule: LossSchedule,
+    base: &[f64],
+    ramp_epochs: usize,
+    epoch: usize,
+) -> Vec<f64> {
+    let depth = base.len();
+    match schedule {
+        LossSchedule::Fixed => base.to_vec(),
+        LossSchedule::Depth => (1..=depth).map(|layer| layer as f64).collect(),
+        LossSchedule::LinearRamp => {
+            // Epoch 1 uses the start weight 0.01, epoch ramp_epochs + 1 and later the final one.
+            let progress = ((epoch.saturating_sub(1)) as f64 / ramp_epochs.max(1) as f64).min(1.0);
+            base.iter()
+                .enumerate()
+                .map(|(index, &weight)| {
+                    if index + 1 == depth {
+                        weight
+                    } else {
+                        0.01 + (weight - 0.01) * progress
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
 /// Expands a histogram of exit layers into one exit layer per sample.
 fn exit_layers(histogram: &Histogram) -> Vec<usize> {
     histogram
@@ -291,5 +321,27 @@ mod tests {
         let (layers, heads) = mlp_flops(784, &[256, 128], 10);
         assert_eq!(layers, vec![401_408, 65_536]);
         assert_eq!(heads, vec![5_120, 2_560]);
+    }
+
+    #[test]
+    fn loss_schedules_by_hand() {
+        let base = [1.0, 1.0, 2.0];
+        assert_eq!(
+            exit_loss_weights(LossSchedule::Fixed, &base, 4, 3),
+            vec![1.0, 1.0, 2.0]
+        );
+        assert_eq!(
+            exit_loss_weights(LossSchedule::Depth, &base, 4, 3),
+            vec![1.0, 2.0, 3.0]
+        );
+        let start = exit_loss_weights(LossSchedule::LinearRamp, &base, 4, 1);
+        assert_eq!(start, vec![0.01, 0.01, 2.0]);
+        // Epoch 3 of a 4-epoch ramp is halfway: 0.01 + 0.99 / 2.
+        let middle = exit_loss_weights(LossSchedule::LinearRamp, &base, 4, 3);
+        assert!((middle[0] - 0.505).abs() < 1e-12, "{middle:?}");
+        assert_eq!(
+            exit_loss_weights(LossSchedule::LinearRamp, &base, 4, 9),
+            vec![1.0, 1.0, 2.0]
+        );
     }
 }

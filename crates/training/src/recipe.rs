@@ -222,6 +222,12 @@ pub struct ExitModel {
     pub threshold: f64,
     /// Weight of each exit's loss in training; equal weights when absent.
     pub loss_weights: Option<Vec<f64>>,
+    /// How the exit loss weights evolve during training.
+    #[serde(default)]
+    pub loss_schedule: LossSchedule,
+    /// Epochs over which `linear_ramp` raises the early-exit weights to their final values.
+    #[serde(default = "default_ramp_epochs")]
+    pub ramp_epochs: usize,
     /// δ of threshold calibration: the chosen threshold keeps validation accuracy at least
     /// the last exit's accuracy minus δ (a fraction, 0.01 = 1 point).
     #[serde(default = "default_accuracy_tolerance")]
@@ -242,6 +248,26 @@ pub struct ExitModel {
     /// Batch size of the per-batch latency measurement.
     #[serde(default = "default_latency_batch_size")]
     pub latency_batch_size: usize,
+}
+
+fn default_ramp_epochs() -> usize {
+    5
+}
+
+/// Schedule of the per-exit loss weights; the loss is Σ wₗ Lₗ / Σ wₗ.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LossSchedule {
+    /// `loss_weights` (equal when absent) throughout.
+    #[default]
+    Fixed,
+    /// Shallow-Deep Networks (Kaya et al. 2019): every exit but the last starts at weight 0.01
+    /// and rises linearly to its `loss_weights` value over `ramp_epochs`; the last keeps its
+    /// weight.
+    LinearRamp,
+    /// PABEE (Zhou et al. 2020): exit l (counted from 1) has weight l, so deeper exits count
+    /// more; `loss_weights` is ignored.
+    Depth,
 }
 
 fn default_accuracy_tolerance() -> f64 {
@@ -515,6 +541,13 @@ impl Recipe {
                 "exits.risk_alpha",
                 exits.risk_alpha.to_string(),
                 "a probability in the open interval (0, 1), such as 0.1",
+            ));
+        }
+        if exits.loss_schedule == LossSchedule::LinearRamp && exits.ramp_epochs == 0 {
+            return Err(invalid(
+                "exits.ramp_epochs",
+                "0".into(),
+                "at least 1 epoch for loss_schedule = \"linear_ramp\"",
             ));
         }
         if exits.latency_batch_size == 0 {
