@@ -15,6 +15,10 @@ pub enum TrainingError {
     MissingSection(&'static str),
     #[error("no data path: set `path` in the recipe's [mnist] section or pass --data PATH")]
     MissingDataPath,
+    #[error(
+        "the LeNet-like exit network needs image sides divisible by 4, but the images are {height}x{width}; use architecture = \"mlp\""
+    )]
+    ImageSize { height: usize, width: usize },
     #[error("data {path} has {found} features per sample but the model expects {expected}")]
     InputSize {
         path: PathBuf,

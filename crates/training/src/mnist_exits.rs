@@ -1,4 +1,4 @@
-//! Training an early-exit MLP on MNIST: soft training on a weighted sum of every exit's loss,
+//! Training an early-exit MLP or LeNet-like CNN on MNIST: soft training on a weighted sum of every exit's loss,
 //! hard evaluation where each sample leaves at the first confident exit.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use haltlab_data::images::{self, CsvLayout, ImageSet};
 use haltlab_eval::sweep::flop_fraction_of_exits;
 use haltlab_eval::{EpochRecord, Evaluation, Histogram, accuracy};
 use haltlab_halting::exits::ConfidenceRule;
-use haltlab_model::{ExitMlp, ExitMlpConfig, ExitStages, infer_hard};
+use haltlab_model::{ExitLenetConfig, ExitMlpConfig, ExitStages, infer_hard};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::exit_analysis::{analyse, image_inputs};
 use crate::loss::cross_entropy_per_sample;
 use crate::parity_act::argmax;
-use crate::recipe::{LossSchedule, MnistFormat, Recipe};
+use crate::recipe::{Architecture, LossSchedule, MnistFormat, Recipe};
 use crate::{Monitor, TrainingError, TrainingOutcome};
 
 /// Batch size of evaluation passes; it changes speed, not results.
@@ -88,7 +88,7 @@ pub fn mlp_flops(
     (layers, heads)
 }
 
-/// Trains the recipe's early-exit MLP and evaluates it on the validation and test sets.
+/// Trains the recipe's early-exit network and evaluates it on the validation and test sets.
 pub fn train(
     recipe: &Recipe,
     data: &MnistData,
@@ -99,18 +99,67 @@ pub fn train(
         .exits
         .as_ref()
         .ok_or(TrainingError::MissingSection("exits"))?;
+    let train_device = device.clone().autodiff();
+    train_device.seed(recipe.seed);
+    let classes = data.train.classes;
+    match exits.architecture {
+        Architecture::Mlp => {
+            let input_size = data.train.image_size();
+            let (layer_flops, head_flops) = mlp_flops(input_size, &exits.hidden_sizes, classes);
+            let model = ExitMlpConfig::new(input_size, exits.hidden_sizes.clone(), classes)
+                .init(&train_device);
+            fit(
+                recipe,
+                data,
+                model,
+                &layer_flops,
+                &head_flops,
+                device,
+                monitor,
+            )
+        }
+        Architecture::Lenet => {
+            let (height, width) = (data.train.height, data.train.width);
+            if height % 4 != 0 || width % 4 != 0 {
+                return Err(TrainingError::ImageSize { height, width });
+            }
+            let config = ExitLenetConfig::new([height, width], classes);
+            let (layer_flops, head_flops) = config.flops();
+            let model = config.init(&train_device);
+            fit(
+                recipe,
+                data,
+                model,
+                &layer_flops,
+                &head_flops,
+                device,
+                monitor,
+            )
+        }
+    }
+}
+
+/// Trains `model` on the recipe's schedule, then evaluates it and writes its exit report.
+fn fit<M: Module + ExitStages>(
+    recipe: &Recipe,
+    data: &MnistData,
+    mut model: M,
+    layer_flops: &[u64],
+    head_flops: &[u64],
+    device: &Device,
+    monitor: &mut dyn Monitor,
+) -> Result<TrainingOutcome, TrainingError> {
+    let exits = recipe
+        .exits
+        .as_ref()
+        .ok_or(TrainingError::MissingSection("exits"))?;
     let training = &recipe.training;
-    let depth = exits.hidden_sizes.len();
+    let depth = model.depth();
     let base_weights = exits
         .loss_weights
         .clone()
         .unwrap_or_else(|| vec![1.0; depth]);
-    let input_size = data.train.image_size();
-
     let train_device = device.clone().autodiff();
-    train_device.seed(recipe.seed);
-    let mut model = ExitMlpConfig::new(input_size, exits.hidden_sizes.clone(), data.train.classes)
-        .init(&train_device);
     let mut optimizer = AdamConfig::new().init();
 
     let batches_per_epoch = data.train.len().div_ceil(training.batch_size) as u64;
@@ -182,13 +231,12 @@ pub fn train(
     let training_seconds = started.elapsed().as_secs_f64();
 
     let model = model.valid();
-    let (layer_flops, head_flops) = mlp_flops(input_size, &exits.hidden_sizes, data.train.classes);
     let mut evaluation = BTreeMap::new();
     for (name, set) in [("validation", &data.validation), ("test", &data.test)] {
         let mut result = evaluate(&model, set, exits.threshold, device);
         result.flop_fraction = Some(flop_fraction_of_exits(
-            &layer_flops,
-            &head_flops,
+            layer_flops,
+            head_flops,
             &exit_layers(&result.halting_histogram),
         ));
         evaluation.insert(name.to_owned(), result);
@@ -203,8 +251,8 @@ pub fn train(
         &data.test,
         mnist,
         exits,
-        &layer_flops,
-        &head_flops,
+        layer_flops,
+        head_flops,
         &device.clone().without_autodiff(),
     )?;
     if let Some(test) = evaluation.get_mut("test") {
@@ -257,7 +305,12 @@ fn exit_layers(histogram: &Histogram) -> Vec<usize> {
 
 /// Evaluates every exit's accuracy with the full network, and the hard early-exit predictions
 /// at `threshold`.
-pub fn evaluate(model: &ExitMlp, set: &ImageSet, threshold: f64, device: &Device) -> Evaluation {
+pub fn evaluate(
+    model: &impl ExitStages,
+    set: &ImageSet,
+    threshold: f64,
+    device: &Device,
+) -> Evaluation {
     let device = device.clone().without_autodiff();
     let targets: Vec<usize> = set.labels.iter().map(|&label| label as usize).collect();
     let mut per_exit: Vec<Vec<usize>> = vec![Vec::with_capacity(set.len()); model.depth()];

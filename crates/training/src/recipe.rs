@@ -216,7 +216,10 @@ fn default_test_fraction() -> f64 {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ExitModel {
-    /// Width of each hidden layer; an exit head follows each.
+    #[serde(default)]
+    pub architecture: Architecture,
+    /// Width of each hidden layer of the MLP; an exit head follows each. Unused by `lenet`.
+    #[serde(default)]
     pub hidden_sizes: Vec<usize>,
     /// A sample exits at the first head whose maximum softmax probability reaches this value.
     pub threshold: f64,
@@ -252,6 +255,28 @@ pub struct ExitModel {
 
 fn default_ramp_epochs() -> usize {
     5
+}
+
+/// Network of an early-exit recipe.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// An MLP with an exit head after every hidden layer (`hidden_sizes`).
+    #[default]
+    Mlp,
+    /// A LeNet-like CNN with a branch after the first convolution block, like B-LeNet: two
+    /// exits.
+    Lenet,
+}
+
+impl ExitModel {
+    /// Number of exits of the network.
+    pub fn depth(&self) -> usize {
+        match self.architecture {
+            Architecture::Mlp => self.hidden_sizes.len(),
+            Architecture::Lenet => 2,
+        }
+    }
 }
 
 /// Schedule of the per-exit loss weights; the loss is Σ wₗ Lₗ / Σ wₗ.
@@ -500,7 +525,8 @@ impl Recipe {
                 "an [exits] section for the mnist task",
             ));
         };
-        if exits.hidden_sizes.is_empty() || exits.hidden_sizes.contains(&0) {
+        let mlp = exits.architecture == Architecture::Mlp;
+        if mlp && (exits.hidden_sizes.is_empty() || exits.hidden_sizes.contains(&0)) {
             return Err(invalid(
                 "exits.hidden_sizes",
                 format!("{:?}", exits.hidden_sizes),
@@ -572,7 +598,7 @@ impl Recipe {
             ));
         }
         if let Some(weights) = &exits.loss_weights {
-            let valid = weights.len() == exits.hidden_sizes.len()
+            let valid = weights.len() == exits.depth()
                 && weights.iter().all(|w| *w >= 0.0 && w.is_finite())
                 && weights.iter().any(|w| *w > 0.0);
             if !valid {
@@ -581,11 +607,68 @@ impl Recipe {
                     format!("{weights:?}"),
                     &format!(
                         "{} non-negative finite weights, one per exit, not all zero",
-                        exits.hidden_sizes.len()
+                        exits.depth()
                     ),
                 ));
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod exit_recipe_tests {
+    use super::*;
+
+    fn exit_recipe(exits: &str) -> String {
+        format!(
+            "[mnist]\nformat = \"csv\"\n\n[exits]\n{exits}\n\n[training]\nepochs = 1\nbatch_size = 8\nlearning_rate = 0.001\n"
+        )
+    }
+
+    fn error_of(exits: &str) -> String {
+        let path = Path::new("test.toml");
+        let recipe = Recipe::parse(&exit_recipe(exits), path).expect("recipe parses");
+        match recipe.validate(path) {
+            Ok(()) => panic!("recipe with {exits:?} was accepted"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn shipped_exit_recipes_validate() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments");
+        for name in [
+            "mnist_exits.toml",
+            "mnist_lenet.toml",
+            "mnist_lenet_idx.toml",
+        ] {
+            let path = Path::new(dir).join(name);
+            let recipe = Recipe::load(&path).unwrap_or_else(|error| panic!("{error}"));
+            assert!(recipe.exits.is_some(), "{name} has no [exits]");
+        }
+    }
+
+    #[test]
+    fn exit_keys_rejected_one_by_one() {
+        let base = "hidden_sizes = [8, 8]\nthreshold = 0.9";
+        for (extra, key) in [
+            ("accuracy_tolerance = 1.5", "exits.accuracy_tolerance"),
+            ("flop_budget = -0.1", "exits.flop_budget"),
+            ("risk_tolerance = 2.0", "exits.risk_tolerance"),
+            ("risk_alpha = 1.0", "exits.risk_alpha"),
+            ("latency_batch_size = 0", "exits.latency_batch_size"),
+            (
+                "loss_schedule = \"linear_ramp\"\nramp_epochs = 0",
+                "exits.ramp_epochs",
+            ),
+            ("loss_weights = [1.0]", "exits.loss_weights"),
+        ] {
+            let message = error_of(&format!("{base}\n{extra}"));
+            assert!(message.contains(key), "{extra}: {message}");
+        }
+        let message =
+            error_of("architecture = \"lenet\"\nthreshold = 0.9\nloss_weights = [1.0, 1.0, 1.0]");
+        assert!(message.contains("2 non-negative"), "{message}");
     }
 }
