@@ -24,6 +24,10 @@ pub struct ExitReport {
     /// Expected calibration error of each head's maximum softmax probability on the test
     /// split, 15 bins.
     pub ece_per_exit: Vec<f64>,
+    /// Soft expected FLOP fraction on the test split: the mean over samples of the FLOPs
+    /// expected under the learned gates' halting distribution. `None` without gates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_flop_fraction: Option<f64>,
     /// Compute of the first calibrated threshold: counted and measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute: Option<ComputeReport>,

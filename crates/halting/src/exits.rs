@@ -151,6 +151,15 @@ pub trait ExitRule {
         classes: usize,
         samples: &[usize],
     ) -> Vec<bool>;
+
+    /// Whether the rule reads a learned exit gate; an engine then calls
+    /// [`ExitRule::set_gates`] before each [`ExitRule::decide`].
+    fn uses_gate(&self) -> bool {
+        false
+    }
+
+    /// Stores the gate's halting probability λ of each running row at the next head.
+    fn set_gates(&mut self, _gates: &[f32]) {}
 }
 
 /// Maximum softmax confidence (Shallow-Deep Networks, Kaya et al. 2019): a sample exits when
@@ -239,6 +248,48 @@ impl ExitRule for PatienceRule {
                 count >= self.patience
             })
             .collect()
+    }
+}
+
+/// A learned exit gate: a sample exits at head l when the gate's halting probability λₗ is at
+/// least `threshold` (inclusive). The gate is trained with PonderNet over depth (Banino et al.
+/// 2021), where λₗ is the probability of halting at layer l given that no earlier layer halted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateRule {
+    pub threshold: f32,
+    gates: Vec<f32>,
+}
+
+impl GateRule {
+    pub fn new(threshold: f32) -> Self {
+        Self {
+            threshold,
+            gates: Vec::new(),
+        }
+    }
+}
+
+impl ExitRule for GateRule {
+    fn start(&mut self, _batch: usize) {}
+
+    /// Rows without a stored gate value (the network has no gate) never exit.
+    fn decide(&mut self, _head: usize, logits: &[f32], classes: usize, _: &[usize]) -> Vec<bool> {
+        let rows = logits.len() / classes.max(1);
+        (0..rows)
+            .map(|row| {
+                self.gates
+                    .get(row)
+                    .is_some_and(|&gate| gate >= self.threshold)
+            })
+            .collect()
+    }
+
+    fn uses_gate(&self) -> bool {
+        true
+    }
+
+    fn set_gates(&mut self, gates: &[f32]) {
+        self.gates = gates.to_vec();
     }
 }
 
@@ -393,5 +444,19 @@ mod tests {
         let mut rule = PatienceRule::new(0);
         rule.start(1);
         assert_eq!(rule.decide(0, &[0.0, 1.0], 2, &[0]), vec![true]);
+    }
+
+    #[test]
+    fn gate_threshold_is_inclusive() {
+        let mut rule = GateRule::new(0.75);
+        assert!(rule.uses_gate());
+        rule.set_gates(&[0.75, 0.7499, 1.0]);
+        let logits = [0.0f32; 6];
+        assert_eq!(
+            rule.decide(0, &logits, 2, &[0, 1, 2]),
+            vec![true, false, true]
+        );
+        rule.set_gates(&[]);
+        assert_eq!(rule.decide(1, &logits[..2], 2, &[0]), vec![false]);
     }
 }

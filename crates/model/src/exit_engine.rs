@@ -23,6 +23,33 @@ pub trait ExitStages {
     /// head's logits `[rows, classes]`.
     fn forward_stage(&self, stage: usize, input: Tensor<2>) -> (Tensor<2>, Tensor<2>);
 
+    /// Computes the halting probability λ of stage `stage`'s learned exit gate from that
+    /// stage's hidden state, or `None` when the network has no gates.
+    ///
+    /// # Shapes
+    /// `hidden`: `[rows, features']`; returns `[rows, 1]` with values in [0, 1].
+    fn gate(&self, _stage: usize, _hidden: Tensor<2>) -> Option<Tensor<2>> {
+        None
+    }
+
+    /// Computes every head's logits and, for a gated network, every gate's λ.
+    ///
+    /// # Shapes
+    /// `inputs`: `[batch, features]`; returns `depth` tensors of `[batch, classes]` and either
+    /// no gates or `depth` tensors of `[batch, 1]`.
+    fn forward_with_gates(&self, inputs: Tensor<2>) -> (Vec<Tensor<2>>, Vec<Tensor<2>>) {
+        let mut hidden = inputs;
+        let mut all_logits = Vec::with_capacity(self.depth());
+        let mut gates = Vec::new();
+        for stage in 0..self.depth() {
+            let (next, logits) = self.forward_stage(stage, hidden);
+            gates.extend(self.gate(stage, next.clone()));
+            hidden = next;
+            all_logits.push(logits);
+        }
+        (all_logits, gates)
+    }
+
     /// Computes the logits of every exit head for the whole batch.
     ///
     /// # Shapes
@@ -77,6 +104,11 @@ pub fn infer_hard(
         }
         let (next, logits) = model.forward_stage(stage, hidden);
         let [rows, classes] = logits.dims();
+        if rule.uses_gate() && stage + 1 < depth {
+            if let Some(gate) = model.gate(stage, next.clone()) {
+                rule.set_gates(&read_floats(gate));
+            }
+        }
         let staying = tracker.step(stage, &read_floats(logits), classes, rule);
         hidden = if staying.len() == rows || staying.is_empty() {
             next
@@ -90,9 +122,12 @@ pub fn infer_hard(
 /// Replays hard early-exit inference on logits computed beforehand for every head, as if
 /// [`infer_hard`] had run; used to sweep thresholds without running the network again.
 ///
-/// `head_logits[s]` contains `batch` rows of `classes` logits of head s, row-major.
+/// `head_logits[s]` contains `batch` rows of `classes` logits of head s, row-major, and
+/// `gates[s]` the `batch` halting probabilities of gate s; `gates` is empty for an ungated
+/// network.
 pub fn replay_exits(
     head_logits: &[Vec<f32>],
+    gates: &[Vec<f32>],
     classes: usize,
     rule: &mut dyn ExitRule,
 ) -> HardExits {
@@ -109,6 +144,14 @@ pub fn replay_exits(
         rows.clear();
         for &sample in &tracker.running {
             rows.extend_from_slice(&logits[sample * classes..(sample + 1) * classes]);
+        }
+        if let Some(stage_gates) = gates.get(stage).filter(|_| rule.uses_gate()) {
+            let running: Vec<f32> = tracker
+                .running
+                .iter()
+                .map(|&sample| stage_gates[sample])
+                .collect();
+            rule.set_gates(&running);
         }
         tracker.step(stage, &rows, classes, rule);
     }
@@ -354,7 +397,7 @@ mod tests {
                 read_floats(logits)
             })
             .collect();
-        let replay = replay_exits(&head_logits, 4, &mut PatienceRule::new(1));
+        let replay = replay_exits(&head_logits, &[], 4, &mut PatienceRule::new(1));
         assert_eq!(replay, engine);
         assert_eq!(engine.exit_layer, vec![3, 2, 3, 2]);
     }

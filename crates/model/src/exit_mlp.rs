@@ -6,7 +6,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 
 use crate::exit_engine::ExitStages;
@@ -20,6 +20,9 @@ pub struct ExitMlpConfig {
     pub hidden_sizes: Vec<usize>,
     /// Number of classes.
     pub classes: usize,
+    /// Whether each hidden layer also gets a learned exit gate (one sigmoid unit).
+    #[config(default = false)]
+    pub gated: bool,
 }
 
 impl ExitMlpConfig {
@@ -27,13 +30,21 @@ impl ExitMlpConfig {
     pub fn init(&self, device: &Device) -> ExitMlp {
         let mut layers = Vec::with_capacity(self.hidden_sizes.len());
         let mut heads = Vec::with_capacity(self.hidden_sizes.len());
+        let mut gates = Vec::new();
         let mut width = self.input_size;
         for &hidden in &self.hidden_sizes {
             layers.push(LinearConfig::new(width, hidden).init(device));
             heads.push(LinearConfig::new(hidden, self.classes).init(device));
+            if self.gated {
+                gates.push(LinearConfig::new(hidden, 1).init(device));
+            }
             width = hidden;
         }
-        ExitMlp { layers, heads }
+        ExitMlp {
+            layers,
+            heads,
+            gates,
+        }
     }
 }
 
@@ -42,6 +53,8 @@ impl ExitMlpConfig {
 pub struct ExitMlp {
     layers: Vec<Linear>,
     heads: Vec<Linear>,
+    /// One halting unit per hidden layer, or none for an ungated network.
+    gates: Vec<Linear>,
 }
 
 impl ExitStages for ExitMlp {
@@ -55,14 +68,20 @@ impl ExitStages for ExitMlp {
         let logits = self.heads[stage].forward(hidden.clone());
         (hidden, logits)
     }
+
+    fn gate(&self, stage: usize, hidden: Tensor<2>) -> Option<Tensor<2>> {
+        self.gates
+            .get(stage)
+            .map(|gate| sigmoid(gate.forward(hidden)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exit_engine::{infer_hard, read_floats};
+    use crate::exit_engine::{infer_hard, read_floats, replay_exits};
     use burn::tensor::Distribution;
-    use haltlab_halting::exits::{ConfidenceRule, NeverExit, row_argmax};
+    use haltlab_halting::exits::{ConfidenceRule, GateRule, NeverExit, row_argmax};
 
     fn network(device: &Device) -> ExitMlp {
         device.seed(7);
@@ -121,5 +140,29 @@ mod tests {
         assert_eq!(result.exit_layer, vec![3; 5]);
         assert_eq!(result.predictions, expected);
         assert_eq!(result.rows_per_layer, vec![5, 5, 5]);
+    }
+
+    #[test]
+    fn gated_engine_matches_replay() {
+        let device = Device::flex();
+        device.seed(11);
+        let model = ExitMlpConfig::new(12, vec![16, 16, 16], 4)
+            .with_gated(true)
+            .init(&device);
+        let inputs = Tensor::<2>::random([9, 12], Distribution::Normal(0.0, 2.0), &device);
+        let (logits, gates) = model.forward_with_gates(inputs.clone());
+        assert_eq!(gates.len(), 3);
+        let head_logits: Vec<Vec<f32>> = logits.into_iter().map(read_floats).collect();
+        let gates: Vec<Vec<f32>> = gates.into_iter().map(read_floats).collect();
+        // The median λ of the first gate sends some samples on.
+        let mut first = gates[0].clone();
+        first.sort_by(f32::total_cmp);
+        let threshold = first[4];
+        let engine = infer_hard(&model, inputs, &mut GateRule::new(threshold));
+        let replay = replay_exits(&head_logits, &gates, 4, &mut GateRule::new(threshold));
+        assert_eq!(engine, replay);
+        assert_eq!(engine.rows_per_layer[0], 9);
+        assert!(engine.rows_per_layer.len() > 1, "{engine:?}");
+        assert!(engine.rows_per_layer[1] < 9, "{engine:?}");
     }
 }

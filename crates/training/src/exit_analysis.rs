@@ -16,7 +16,7 @@ use haltlab_eval::latency::{LatencySummary, expected_calibration_error};
 use haltlab_eval::sweep::{SweepPoint, flop_fraction_of_exits, mark_pareto};
 use haltlab_eval::{ComputeReport, ExitReport, Histogram, ShiftReport, accuracy};
 use haltlab_halting::exits::{
-    ConfidenceRule, EntropyRule, ExitRule, PatienceRule, row_argmax, row_confidence,
+    ConfidenceRule, EntropyRule, ExitRule, GateRule, PatienceRule, row_argmax, row_confidence,
 };
 use haltlab_model::exit_engine::{ExitStages, infer_full, infer_hard, read_floats, replay_exits};
 
@@ -32,8 +32,8 @@ const ECE_BINS: usize = 15;
 /// Seed of the random shifts, fixed so that every run gets the same shifted images.
 const SHIFT_SEED: u64 = 17;
 
-/// Rules swept, in report order.
-pub const RULES: [&str; 3] = ["confidence", "entropy", "patience"];
+/// Rules swept, in report order; `gate` only for a gated network.
+pub const RULES: [&str; 4] = ["confidence", "entropy", "patience", "gate"];
 
 /// Logits of every head for every sample of a set, read back to the host.
 #[derive(Debug, Clone)]
@@ -41,6 +41,9 @@ pub struct HeadOutputs {
     pub classes: usize,
     /// `head_logits[s]` contains `samples` rows of `classes` logits of head s, row-major.
     pub head_logits: Vec<Vec<f32>>,
+    /// `gates[s]` holds the halting probability λ of gate s for every sample; empty for an
+    /// ungated network.
+    pub gates: Vec<Vec<f32>>,
     pub labels: Vec<usize>,
 }
 
@@ -48,22 +51,67 @@ impl HeadOutputs {
     /// Runs the whole network on every image of `set`, in batches.
     pub fn compute(model: &impl ExitStages, set: &ImageSet, device: &Device) -> Self {
         let mut head_logits = vec![Vec::new(); model.depth()];
+        let mut gates: Vec<Vec<f32>> = Vec::new();
         let indices: Vec<usize> = (0..set.len()).collect();
         for chunk in indices.chunks(EVAL_BATCH) {
             let inputs = image_inputs(set, chunk, device);
-            for (all, logits) in head_logits.iter_mut().zip(model.forward_all(inputs)) {
+            let (logits, chunk_gates) = model.forward_with_gates(inputs);
+            for (all, logits) in head_logits.iter_mut().zip(logits) {
                 all.extend(read_floats(logits));
+            }
+            gates.resize(chunk_gates.len(), Vec::new());
+            for (all, gate) in gates.iter_mut().zip(chunk_gates) {
+                all.extend(read_floats(gate));
             }
         }
         Self {
             classes: set.classes,
             head_logits,
+            gates,
             labels: set.labels.iter().map(|&label| label as usize).collect(),
         }
     }
 
     pub fn samples(&self) -> usize {
         self.labels.len()
+    }
+
+    /// Rules that apply to this network: all of [`RULES`], less `gate` without gates.
+    pub fn rules(&self) -> Vec<&'static str> {
+        RULES
+            .into_iter()
+            .filter(|&rule| rule != "gate" || !self.gates.is_empty())
+            .collect()
+    }
+
+    /// Mean soft expected FLOPs per sample over the gates' halting distribution
+    /// pₗ = λₗ ∏_{j<l} (1 − λⱼ), with the last layer taking the remaining mass, divided by the
+    /// full network's FLOPs; `None` for an ungated network.
+    pub fn soft_flop_fraction(&self, layer_flops: &[u64], head_flops: &[u64]) -> Option<f64> {
+        if self.gates.is_empty() {
+            return None;
+        }
+        let mut cumulative = Vec::with_capacity(layer_flops.len());
+        let mut total = 0.0;
+        for (layer, head) in layer_flops.iter().zip(head_flops) {
+            total += (layer + head) as f64;
+            cumulative.push(total);
+        }
+        let depth = cumulative.len();
+        let mut expected = 0.0;
+        for sample in 0..self.samples() {
+            let mut remaining = 1.0f64;
+            for (layer, cost) in cumulative.iter().enumerate() {
+                let halt = if layer + 1 == depth {
+                    1.0
+                } else {
+                    self.gates[layer][sample] as f64
+                };
+                expected += remaining * halt * cost;
+                remaining *= 1.0 - halt;
+            }
+        }
+        Some(expected / self.samples().max(1) as f64 / total.max(1.0))
     }
 
     /// Argmax of head `head` for every sample.
@@ -75,10 +123,11 @@ impl HeadOutputs {
     }
 }
 
-/// Builds a rule by name: `confidence` (threshold a probability), `entropy` (nats) or
-/// `patience` (heads, rounded down).
+/// Builds a rule by name: `confidence` (threshold a probability), `entropy` (nats),
+/// `patience` (heads, rounded down) or `gate` (a halting probability).
 pub fn make_rule(rule: &str, threshold: f64) -> Box<dyn ExitRule> {
     match rule {
+        "gate" => Box::new(GateRule::new(threshold as f32)),
         "entropy" => Box::new(EntropyRule {
             threshold: threshold as f32,
         }),
@@ -100,6 +149,7 @@ pub fn candidate_thresholds(rule: &str, depth: usize, classes: usize) -> Vec<f64
             values
         }
         "patience" => (0..depth.max(1)).rev().map(|t| t as f64).collect(),
+        // Confidence and gate thresholds are probabilities.
         _ => {
             let mut values = vec![1.0, 0.9999, 0.9995, 0.999, 0.998, 0.995, 0.99, 0.985];
             values.extend((0..=45).map(|step| 0.98 - step as f64 * 0.02));
@@ -119,6 +169,7 @@ pub fn sweep_point(
 ) -> SweepPoint {
     let hard = replay_exits(
         &outputs.head_logits,
+        &outputs.gates,
         outputs.classes,
         make_rule(rule, threshold).as_mut(),
     );
@@ -146,7 +197,7 @@ pub fn sweep_point(
 fn sweep(outputs: &HeadOutputs, layer_flops: &[u64], head_flops: &[u64]) -> Vec<SweepPoint> {
     let depth = outputs.head_logits.len();
     let mut points = Vec::new();
-    for rule in RULES {
+    for rule in outputs.rules() {
         for threshold in candidate_thresholds(rule, depth, outputs.classes) {
             points.push(sweep_point(
                 outputs,
@@ -175,7 +226,7 @@ fn calibrate(
         &validation.labels,
     );
     let mut chosen = Vec::new();
-    for rule in RULES {
+    for rule in validation.rules() {
         let indices: Vec<usize> = (0..points.len())
             .filter(|&index| points[index].rule == rule)
             .collect();
@@ -271,6 +322,7 @@ pub fn analyse(
         sweep: test_points,
         calibrated,
         ece_per_exit,
+        soft_flop_fraction: test.soft_flop_fraction(layer_flops, head_flops),
         compute: None,
         shifts: BTreeMap::new(),
     };
@@ -481,6 +533,7 @@ mod tests {
                 vec![2.0, 0.0, 0.0, 0.0, 0.0, 1.0],
                 vec![0.0, 3.0, 0.0, 3.0, 0.0, 3.0],
             ],
+            gates: vec![vec![0.5, 1.0, 0.0], vec![0.2, 0.2, 0.2]],
             labels: vec![0, 1, 1],
         }
     }
@@ -499,6 +552,17 @@ mod tests {
         let never = sweep_point(&outputs, "confidence", 1.0, &[10, 8], &[1, 1]);
         assert_eq!(never.flop_fraction, 1.0);
         assert_eq!(never.disagreement, 0.0);
+    }
+
+    // Costs 11 and 20 of 20: λ₁ = 0.5, 1, 0 give expected costs 15.5, 11 and 20.
+    #[test]
+    fn soft_flop_fraction_by_hand() {
+        let fraction = outputs().soft_flop_fraction(&[10, 8], &[1, 1]).unwrap();
+        assert!((fraction - (15.5 + 11.0 + 20.0) / 3.0 / 20.0).abs() < 1e-12);
+        let mut ungated = outputs();
+        ungated.gates.clear();
+        assert_eq!(ungated.soft_flop_fraction(&[10, 8], &[1, 1]), None);
+        assert_eq!(ungated.rules(), vec!["confidence", "entropy", "patience"]);
     }
 
     #[test]

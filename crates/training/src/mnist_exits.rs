@@ -12,6 +12,7 @@ use haltlab_data::images::{self, CsvLayout, ImageSet};
 use haltlab_eval::sweep::flop_fraction_of_exits;
 use haltlab_eval::{EpochRecord, Evaluation, Histogram, accuracy};
 use haltlab_halting::exits::ConfidenceRule;
+use haltlab_halting::pondernet::{expected_loss, halting_distribution, kl_to_geometric_prior};
 use haltlab_model::{ExitLenetConfig, ExitMlpConfig, ExitStages, infer_hard};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -20,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::exit_analysis::{analyse, image_inputs};
 use crate::loss::cross_entropy_per_sample;
 use crate::parity_act::argmax;
-use crate::recipe::{Architecture, LossSchedule, MnistFormat, Recipe};
+use crate::recipe::{Architecture, ExitModel, GateTraining, LossSchedule, MnistFormat, Recipe};
 use crate::{Monitor, TrainingError, TrainingOutcome};
 
 /// Batch size of evaluation passes; it changes speed, not results.
@@ -107,6 +108,7 @@ pub fn train(
             let input_size = data.train.image_size();
             let (layer_flops, head_flops) = mlp_flops(input_size, &exits.hidden_sizes, classes);
             let model = ExitMlpConfig::new(input_size, exits.hidden_sizes.clone(), classes)
+                .with_gated(exits.gate != GateTraining::None)
                 .init(&train_device);
             fit(
                 recipe,
@@ -181,11 +183,16 @@ fn fit<M: Module + ExitStages>(
         for indices in order.chunks(training.batch_size) {
             step += 1;
             let (inputs, targets) = image_batch(&data.train, indices, &train_device);
-            let all_logits = model.forward_all(inputs);
+            let (all_logits, gates) = model.forward_with_gates(inputs);
             let mut loss = Tensor::<1>::zeros([1], &train_device);
+            let mut exit_losses = Vec::with_capacity(depth);
             for (logits, weight) in all_logits.iter().zip(&weights) {
-                let exit_loss = cross_entropy_per_sample(logits.clone(), targets.clone()).mean();
-                loss = loss + exit_loss.mul_scalar(weight / weight_total);
+                let per_sample = cross_entropy_per_sample(logits.clone(), targets.clone());
+                loss = loss + per_sample.clone().mean().mul_scalar(weight / weight_total);
+                exit_losses.push(per_sample);
+            }
+            if let GateTraining::Pondernet = exits.gate {
+                loss = loss + pondernet_depth_loss(gates, exit_losses, exits)?;
             }
             let loss_value = loss.clone().into_scalar::<f32>() as f64;
             if !loss_value.is_finite() {
@@ -263,6 +270,25 @@ fn fit<M: Module + ExitStages>(
         evaluation,
         training_seconds,
     })
+}
+
+/// PonderNet over depth (Banino et al. 2021): Σₗ pₗ Lₗ + β KL(p ‖ p_G(λ_p)), averaged over
+/// the batch, where pₗ is the halting distribution of the gates' λ (the last layer takes the
+/// remaining mass) and Lₗ is exit l's cross-entropy.
+///
+/// # Shapes
+/// `gates`: `depth` tensors of `[batch, 1]`; `exit_losses`: `depth` tensors of `[batch]`.
+fn pondernet_depth_loss(
+    gates: Vec<Tensor<2>>,
+    exit_losses: Vec<Tensor<1>>,
+    exits: &ExitModel,
+) -> Result<Tensor<1>, TrainingError> {
+    let lambda = Tensor::cat(gates, 1);
+    let probabilities = halting_distribution(lambda);
+    let losses = Tensor::stack::<2>(exit_losses, 1);
+    let reconstruction = expected_loss(probabilities.clone(), losses).mean();
+    let kl = kl_to_geometric_prior(probabilities, exits.gate_prior_lambda)?.mean();
+    Ok(reconstruction + kl.mul_scalar(exits.gate_kl_weight))
 }
 
 /// Returns the exit loss weights of `epoch` (counted from 1) under `schedule`.

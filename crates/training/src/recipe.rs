@@ -231,6 +231,15 @@ pub struct ExitModel {
     /// Epochs over which `linear_ramp` raises the early-exit weights to their final values.
     #[serde(default = "default_ramp_epochs")]
     pub ramp_epochs: usize,
+    /// Training of a learned exit gate per layer (MLP only).
+    #[serde(default)]
+    pub gate: GateTraining,
+    /// λ_p of the geometric prior over exit layers in PonderNet's KL term.
+    #[serde(default = "default_gate_prior_lambda")]
+    pub gate_prior_lambda: f64,
+    /// β, the weight of PonderNet's KL term.
+    #[serde(default = "default_gate_kl_weight")]
+    pub gate_kl_weight: f64,
     /// δ of threshold calibration: the chosen threshold keeps validation accuracy at least
     /// the last exit's accuracy minus δ (a fraction, 0.01 = 1 point).
     #[serde(default = "default_accuracy_tolerance")]
@@ -251,6 +260,26 @@ pub struct ExitModel {
     /// Batch size of the per-batch latency measurement.
     #[serde(default = "default_latency_batch_size")]
     pub latency_batch_size: usize,
+}
+
+fn default_gate_prior_lambda() -> f64 {
+    0.5
+}
+
+fn default_gate_kl_weight() -> f64 {
+    0.01
+}
+
+/// How the learned exit gates are trained.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GateTraining {
+    /// No gates.
+    #[default]
+    None,
+    /// PonderNet over depth: the gates' halting distribution weights the exit losses, with a
+    /// KL term towards a geometric prior; added to the weighted exit losses.
+    Pondernet,
 }
 
 fn default_ramp_epochs() -> usize {
@@ -576,6 +605,27 @@ impl Recipe {
                 "at least 1 epoch for loss_schedule = \"linear_ramp\"",
             ));
         }
+        if exits.gate != GateTraining::None && !mlp {
+            return Err(invalid(
+                "exits.gate",
+                format!("{:?}", exits.gate),
+                "\"none\" for architecture = \"lenet\"; learned gates exist only in the MLP",
+            ));
+        }
+        if !(exits.gate_prior_lambda > 0.0 && exits.gate_prior_lambda <= 1.0) {
+            return Err(invalid(
+                "exits.gate_prior_lambda",
+                exits.gate_prior_lambda.to_string(),
+                "a probability in (0, 1], such as 0.5",
+            ));
+        }
+        if !(exits.gate_kl_weight >= 0.0 && exits.gate_kl_weight.is_finite()) {
+            return Err(invalid(
+                "exits.gate_kl_weight",
+                exits.gate_kl_weight.to_string(),
+                "a non-negative finite weight, such as 0.01",
+            ));
+        }
         if exits.latency_batch_size == 0 {
             return Err(invalid(
                 "exits.latency_batch_size",
@@ -663,6 +713,8 @@ mod exit_recipe_tests {
                 "exits.ramp_epochs",
             ),
             ("loss_weights = [1.0]", "exits.loss_weights"),
+            ("gate_prior_lambda = 0.0", "exits.gate_prior_lambda"),
+            ("gate_kl_weight = -1.0", "exits.gate_kl_weight"),
         ] {
             let message = error_of(&format!("{base}\n{extra}"));
             assert!(message.contains(key), "{extra}: {message}");
@@ -670,5 +722,7 @@ mod exit_recipe_tests {
         let message =
             error_of("architecture = \"lenet\"\nthreshold = 0.9\nloss_weights = [1.0, 1.0, 1.0]");
         assert!(message.contains("2 non-negative"), "{message}");
+        let message = error_of("architecture = \"lenet\"\nthreshold = 0.9\ngate = \"pondernet\"");
+        assert!(message.contains("exits.gate"), "{message}");
     }
 }
