@@ -30,6 +30,7 @@ pub fn bench_exits(args: &RunArgs) -> Result<PathBuf> {
         );
     };
     print_calibrated(report);
+    print_shifts(report);
     let Some(compute) = &report.compute else {
         bail!("no latency was measured: set exits.latency_samples above 0");
     };
@@ -57,6 +58,43 @@ fn print_calibrated(report: &ExitReport) {
                 test.accuracy * 100.0,
                 test.flop_fraction * 100.0,
                 test.mean_exit_layer
+            );
+        }
+    }
+}
+
+fn print_shifts(report: &ExitReport) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "\nshifted test sets (accuracy, FLOPs, exit shares per layer):"
+    );
+    for (name, shift) in &report.shifts {
+        let per_exit: Vec<String> = shift
+            .accuracy_per_exit
+            .iter()
+            .map(|accuracy| format!("{:.1}", accuracy * 100.0))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{name}: {}; per-exit accuracy {}",
+            shift.description,
+            per_exit.join(" / ")
+        );
+        for point in &shift.points {
+            let shares: Vec<String> = point
+                .exit_shares
+                .iter()
+                .map(|share| format!("{:.0}", share * 100.0))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {} {:.4}: accuracy {:.2}%, FLOPs {:.1}%, exits % {}",
+                point.rule,
+                point.threshold,
+                point.accuracy * 100.0,
+                point.flop_fraction * 100.0,
+                shares.join(" / ")
             );
         }
     }

@@ -64,19 +64,15 @@ pub struct ComputeReport {
     pub batched_time_fraction: f64,
 }
 
-/// Accuracy and exit depths of the trained model on one shifted test set, at the first
-/// calibrated threshold.
+/// Accuracy and exit depths of the trained model on one shifted test set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShiftReport {
     /// What was changed, with its parameters.
     pub description: String,
     pub samples: usize,
-    /// Accuracy of the hard early exits.
-    pub accuracy: f64,
     /// Accuracy of each head when every sample runs the whole network.
     pub accuracy_per_exit: Vec<f64>,
-    pub flop_fraction: f64,
-    pub mean_exit_layer: f64,
-    /// Share of samples exiting at each head.
-    pub exit_shares: Vec<f64>,
+    /// Hard exits at the first calibrated threshold, then at the recipe's confidence
+    /// threshold; compare with the same rule and threshold in the test sweep.
+    pub points: Vec<SweepPoint>,
 }

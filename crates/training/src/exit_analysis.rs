@@ -335,6 +335,7 @@ pub fn analyse(
             test_set,
             mnist,
             &choice,
+            exits.threshold,
             layer_flops,
             head_flops,
             device,
@@ -434,11 +435,13 @@ pub fn measure_compute(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn shift_reports(
     model: &impl ExitStages,
     test_set: &ImageSet,
     mnist: &MnistTask,
     choice: &CalibratedThreshold,
+    recipe_threshold: f64,
     layer_flops: &[u64],
     head_flops: &[u64],
     device: &Device,
@@ -471,13 +474,13 @@ fn shift_reports(
     let mut reports = BTreeMap::new();
     for (name, description, set) in sets {
         let outputs = HeadOutputs::compute(model, &set, device);
-        let point = sweep_point(
-            &outputs,
-            &choice.rule,
-            choice.threshold,
-            layer_flops,
-            head_flops,
-        );
+        let points = [
+            (choice.rule.as_str(), choice.threshold),
+            ("confidence", recipe_threshold),
+        ]
+        .into_iter()
+        .map(|(rule, threshold)| sweep_point(&outputs, rule, threshold, layer_flops, head_flops))
+        .collect();
         let accuracy_per_exit = (0..outputs.head_logits.len())
             .map(|head| accuracy(&outputs.predictions(head), &outputs.labels))
             .collect();
@@ -486,11 +489,8 @@ fn shift_reports(
             ShiftReport {
                 description,
                 samples: set.len(),
-                accuracy: point.accuracy,
                 accuracy_per_exit,
-                flop_fraction: point.flop_fraction,
-                mean_exit_layer: point.mean_exit_layer,
-                exit_shares: point.exit_shares,
+                points,
             },
         );
     }
