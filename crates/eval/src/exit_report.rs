@@ -67,7 +67,7 @@ pub struct ComputeReport {
 /// Accuracy and exit depths of the trained model on one shifted test set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShiftReport {
-    /// What was changed, with its parameters.
+    /// The change applied to the test images, with its parameters.
     pub description: String,
     pub samples: usize,
     /// Accuracy of each head when every sample runs the whole network.
