@@ -423,4 +423,74 @@ mod tests {
             vec![1.0, 1.0, 2.0]
         );
     }
+
+    /// 28×28 images whose class is written as a bright row band, so a few steps learn it.
+    fn banded_set(samples: usize) -> ImageSet {
+        let mut pixels = vec![0.0f32; samples * 784];
+        let mut labels = Vec::with_capacity(samples);
+        for sample in 0..samples {
+            let label = (sample % 10) as u8;
+            let row = 2 + 2 * label as usize;
+            for column in 4..24 {
+                pixels[sample * 784 + row * 28 + column] = 1.0;
+            }
+            labels.push(label);
+        }
+        ImageSet::new(28, 28, pixels, labels).expect("valid images")
+    }
+
+    fn tiny_run(exits: &str) -> TrainingOutcome {
+        let text = format!(
+            "[mnist]\nformat = \"csv\"\n\n[exits]\n{exits}\nthreshold = 0.9\nlatency_samples = 4\n\n\
+             [training]\nepochs = 2\nbatch_size = 20\nlearning_rate = 0.01\n"
+        );
+        let path = Path::new("tiny.toml");
+        let recipe = Recipe::parse(&text, path).expect("recipe parses");
+        recipe.validate(path).expect("recipe is valid");
+        let data = MnistData {
+            train: banded_set(60),
+            validation: banded_set(30),
+            test: banded_set(30),
+        };
+        train(&recipe, &data, &Device::flex(), &mut crate::SilentMonitor).expect("training runs")
+    }
+
+    fn check_report(outcome: &TrainingOutcome, depth: usize, rules: &[&str]) {
+        let test = &outcome.evaluation["test"];
+        let report = test
+            .exit_report
+            .as_ref()
+            .expect("test split has an exit report");
+        assert_eq!(report.layer_flops.len(), depth);
+        assert_eq!(report.ece_per_exit.len(), depth);
+        for rule in rules {
+            assert!(
+                report.sweep.iter().any(|point| point.rule == *rule),
+                "no {rule} sweep"
+            );
+        }
+        assert!(!report.calibrated.is_empty());
+        let compute = report.compute.as_ref().expect("latency was measured");
+        assert_eq!(compute.batch1_exits.count, 4);
+        assert_eq!(compute.batch_size, 30);
+        let shifts: Vec<&String> = report.shifts.keys().collect();
+        assert_eq!(shifts, vec!["gaussian_noise", "rotation"]);
+    }
+
+    #[test]
+    fn lenet_pipeline_reports() {
+        let outcome = tiny_run("architecture = \"lenet\"");
+        check_report(&outcome, 2, &["confidence", "entropy", "patience"]);
+    }
+
+    #[test]
+    fn gated_mlp_pipeline_reports() {
+        let outcome = tiny_run("hidden_sizes = [16, 16, 16]\ngate = \"pondernet\"");
+        check_report(&outcome, 3, &["confidence", "entropy", "patience", "gate"]);
+        let report = outcome.evaluation["test"].exit_report.as_ref().unwrap();
+        let soft = report
+            .soft_flop_fraction
+            .expect("gated network has a soft fraction");
+        assert!(soft > 0.0 && soft <= 1.0, "{soft}");
+    }
 }
