@@ -72,7 +72,7 @@ pub struct ShiftReport {
     pub samples: usize,
     /// Accuracy of each head when every sample runs the whole network.
     pub accuracy_per_exit: Vec<f64>,
-    /// Hard exits at the first calibrated threshold, then at the recipe's confidence
+    /// Hard exits at the first calibrated threshold, then at the recipe's rule and
     /// threshold; compare with the same rule and threshold in the test sweep.
     pub points: Vec<SweepPoint>,
 }

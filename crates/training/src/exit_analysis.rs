@@ -214,8 +214,8 @@ fn sweep(outputs: &HeadOutputs, layer_flops: &[u64], head_flops: &[u64]) -> Vec<
 
 /// Chooses thresholds on the validation sweep by each criterion, for every rule.
 ///
-/// The first entry is the confidence rule within `accuracy_tolerance` of the last exit; the
-/// compute and shift reports use it.
+/// The first entry is normally the confidence rule within `accuracy_tolerance` of the last
+/// exit; the compute and shift reports use the first entry, whichever it is.
 fn calibrate(
     validation: &HeadOutputs,
     points: &[SweepPoint],
@@ -335,6 +335,7 @@ pub fn analyse(
             test_set,
             mnist,
             &choice,
+            exits.rule.name(),
             exits.threshold,
             layer_flops,
             head_flops,
@@ -441,6 +442,7 @@ fn shift_reports(
     test_set: &ImageSet,
     mnist: &MnistTask,
     choice: &CalibratedThreshold,
+    recipe_rule: &str,
     recipe_threshold: f64,
     layer_flops: &[u64],
     head_flops: &[u64],
@@ -476,7 +478,7 @@ fn shift_reports(
         let outputs = HeadOutputs::compute(model, &set, device);
         let points = [
             (choice.rule.as_str(), choice.threshold),
-            ("confidence", recipe_threshold),
+            (recipe_rule, recipe_threshold),
         ]
         .into_iter()
         .map(|(rule, threshold)| sweep_point(&outputs, rule, threshold, layer_flops, head_flops))

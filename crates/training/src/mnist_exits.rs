@@ -11,14 +11,13 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use haltlab_data::images::{self, CsvLayout, ImageSet};
 use haltlab_eval::sweep::flop_fraction_of_exits;
 use haltlab_eval::{EpochRecord, Evaluation, Histogram, accuracy};
-use haltlab_halting::exits::ConfidenceRule;
 use haltlab_halting::pondernet::{expected_loss, halting_distribution, kl_to_geometric_prior};
 use haltlab_model::{ExitLenetConfig, ExitMlpConfig, ExitStages, infer_hard};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::exit_analysis::{analyse, image_inputs};
+use crate::exit_analysis::{analyse, image_inputs, make_rule};
 use crate::loss::cross_entropy_per_sample;
 use crate::parity_act::argmax;
 use crate::recipe::{Architecture, ExitModel, GateTraining, LossSchedule, MnistFormat, Recipe};
@@ -219,7 +218,7 @@ fn fit<M: Module + ExitStages>(
             monitor.step(step, loss_value);
         }
 
-        let validation = evaluate(&model.valid(), &data.validation, exits.threshold, device);
+        let validation = evaluate(&model.valid(), &data.validation, exits, device);
         let record = EpochRecord {
             epoch,
             step,
@@ -240,7 +239,7 @@ fn fit<M: Module + ExitStages>(
     let model = model.valid();
     let mut evaluation = BTreeMap::new();
     for (name, set) in [("validation", &data.validation), ("test", &data.test)] {
-        let mut result = evaluate(&model, set, exits.threshold, device);
+        let mut result = evaluate(&model, set, exits, device);
         result.flop_fraction = Some(flop_fraction_of_exits(
             layer_flops,
             head_flops,
@@ -330,11 +329,11 @@ fn exit_layers(histogram: &Histogram) -> Vec<usize> {
 }
 
 /// Evaluates every exit's accuracy with the full network, and the hard early-exit predictions
-/// at `threshold`.
+/// of the recipe's rule at its threshold.
 pub fn evaluate(
     model: &impl ExitStages,
     set: &ImageSet,
-    threshold: f64,
+    exits: &ExitModel,
     device: &Device,
 ) -> Evaluation {
     let device = device.clone().without_autodiff();
@@ -349,10 +348,8 @@ pub fn evaluate(
         for (predictions, logits) in per_exit.iter_mut().zip(model.forward_all(inputs.clone())) {
             predictions.extend(argmax(logits));
         }
-        let mut rule = ConfidenceRule {
-            threshold: threshold as f32,
-        };
-        let hard = infer_hard(model, inputs, &mut rule);
+        let mut rule = make_rule(exits.rule.name(), exits.threshold);
+        let hard = infer_hard(model, inputs, rule.as_mut());
         hard_predictions.extend(hard.predictions);
         histogram.extend(hard.exit_layer);
     }
@@ -360,7 +357,7 @@ pub fn evaluate(
     Evaluation {
         samples: set.len(),
         accuracy: accuracy(&hard_predictions, &targets),
-        threshold: Some(threshold),
+        threshold: Some(exits.threshold),
         accuracy_per_exit: per_exit
             .iter()
             .map(|predictions| accuracy(predictions, &targets))

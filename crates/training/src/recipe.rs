@@ -221,7 +221,11 @@ pub struct ExitModel {
     /// Width of each hidden layer of the MLP; an exit head follows each. Unused by `lenet`.
     #[serde(default)]
     pub hidden_sizes: Vec<usize>,
-    /// A sample exits at the first head whose maximum softmax probability reaches this value.
+    /// Exit rule of the recipe's own hard evaluation; the sweeps cover every rule.
+    #[serde(default)]
+    pub rule: ExitRuleKind,
+    /// Threshold of `rule`: a probability for `confidence` and `gate`, nats for `entropy`, a
+    /// whole number of heads for `patience`.
     pub threshold: f64,
     /// Weight of each exit's loss in training; equal weights when absent.
     pub loss_weights: Option<Vec<f64>>,
@@ -284,6 +288,33 @@ pub enum GateTraining {
 
 fn default_ramp_epochs() -> usize {
     5
+}
+
+/// Exit rule, by the names the result file uses.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitRuleKind {
+    /// Maximum softmax probability ≥ threshold.
+    #[default]
+    Confidence,
+    /// Softmax entropy ≤ threshold nats.
+    Entropy,
+    /// Prediction unchanged for `threshold` consecutive heads.
+    Patience,
+    /// Learned gate's halting probability ≥ threshold; needs `gate`.
+    Gate,
+}
+
+impl ExitRuleKind {
+    /// The rule's name in result files and sweeps.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitRuleKind::Confidence => "confidence",
+            ExitRuleKind::Entropy => "entropy",
+            ExitRuleKind::Patience => "patience",
+            ExitRuleKind::Gate => "gate",
+        }
+    }
 }
 
 /// Network of an early-exit recipe.
@@ -562,11 +593,29 @@ impl Recipe {
                 "a non-empty list of positive layer widths, such as [256, 256, 256]",
             ));
         }
-        if !(0.0..=1.0).contains(&exits.threshold) {
+        let threshold = exits.threshold;
+        let threshold_expected = match exits.rule {
+            ExitRuleKind::Confidence | ExitRuleKind::Gate if !(0.0..=1.0).contains(&threshold) => {
+                Some("a probability in [0, 1] for this rule")
+            }
+            ExitRuleKind::Entropy if !(threshold >= 0.0 && threshold.is_finite()) => {
+                Some("a non-negative finite entropy in nats for rule = \"entropy\"")
+            }
+            ExitRuleKind::Patience
+                if !(threshold >= 0.0 && threshold.is_finite() && threshold.fract() == 0.0) =>
+            {
+                Some("a whole number of heads, such as 2, for rule = \"patience\"")
+            }
+            _ => None,
+        };
+        if let Some(expected) = threshold_expected {
+            return Err(invalid("exits.threshold", threshold.to_string(), expected));
+        }
+        if exits.rule == ExitRuleKind::Gate && exits.gate == GateTraining::None {
             return Err(invalid(
-                "exits.threshold",
-                exits.threshold.to_string(),
-                "a probability in [0, 1]",
+                "exits.rule",
+                "\"gate\"".into(),
+                "a rule other than \"gate\", or gate = \"pondernet\" to train gates",
             ));
         }
         let unit_checks = [
@@ -715,6 +764,7 @@ mod exit_recipe_tests {
             ("loss_weights = [1.0]", "exits.loss_weights"),
             ("gate_prior_lambda = 0.0", "exits.gate_prior_lambda"),
             ("gate_kl_weight = -1.0", "exits.gate_kl_weight"),
+            ("rule = \"gate\"", "exits.rule"),
         ] {
             let message = error_of(&format!("{base}\n{extra}"));
             assert!(message.contains(key), "{extra}: {message}");
@@ -722,6 +772,10 @@ mod exit_recipe_tests {
         let message =
             error_of("architecture = \"lenet\"\nthreshold = 0.9\nloss_weights = [1.0, 1.0, 1.0]");
         assert!(message.contains("2 non-negative"), "{message}");
+        let message = error_of("hidden_sizes = [8]\nrule = \"patience\"\nthreshold = 1.5");
+        assert!(message.contains("whole number"), "{message}");
+        let message = error_of("hidden_sizes = [8]\nrule = \"entropy\"\nthreshold = -0.1");
+        assert!(message.contains("exits.threshold"), "{message}");
         let message = error_of("architecture = \"lenet\"\nthreshold = 0.9\ngate = \"pondernet\"");
         assert!(message.contains("exits.gate"), "{message}");
     }
