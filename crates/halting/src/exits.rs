@@ -133,15 +133,15 @@ fn row_max(logits: &[f32]) -> f32 {
 /// A per-sample exit decision taken at each head on the host.
 ///
 /// An engine calls [`ExitRule::start`] once per batch, then [`ExitRule::decide`] at every head
-/// but the last, in head order, with the rows still running. The last head answers for every
-/// sample that reaches it, so it is never asked.
+/// but the last, in head order, with the rows still running. The last head predicts for every
+/// sample that reaches it, so the rule is not called there.
 pub trait ExitRule {
     /// Resets per-sample state for a batch of `batch` samples.
     fn start(&mut self, batch: usize);
 
     /// Returns, for each running row, whether it exits at `head` (counted from 0).
     ///
-    /// `logits` holds `samples.len()` rows of `classes` values, row-major; `samples[i]` is the
+    /// `logits` contains `samples.len()` rows of `classes` values, row-major; `samples[i]` is the
     /// index in the batch (0..batch) of row i, so state stays with its sample when other
     /// samples leave the batch.
     fn decide(
@@ -152,7 +152,7 @@ pub trait ExitRule {
         samples: &[usize],
     ) -> Vec<bool>;
 
-    /// Whether the rule reads a learned exit gate; an engine then calls
+    /// Returns whether the rule reads a learned exit gate. An engine then calls
     /// [`ExitRule::set_gates`] before each [`ExitRule::decide`].
     fn uses_gate(&self) -> bool {
         false

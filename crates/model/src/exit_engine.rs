@@ -1,7 +1,7 @@
 //! Hard early-exit inference that stops computing for samples that have exited.
 //!
-//! At every head the engine reads the running rows' logits back to the host once, asks an
-//! [`ExitRule`] which rows exit, and removes those rows from the batch before the next layer
+//! At every head the engine reads the running rows' logits back to the host once, has an
+//! [`ExitRule`] decide which rows exit, and removes those rows from the batch before the next layer
 //! runs (batch compaction). Later layers therefore compute fewer rows, and no layer runs once
 //! the batch is empty. Results come back in the order of the input rows.
 
@@ -71,7 +71,7 @@ pub trait ExitStages {
 pub struct HardExits {
     /// Predicted class of each sample, from the head where it exited.
     pub predictions: Vec<usize>,
-    /// Exit head of each sample, counted from 1; the last head answers for every sample that no
+    /// Exit head of each sample, counted from 1; the last head predicts for every sample that no
     /// earlier head let go.
     pub exit_layer: Vec<usize>,
     /// Rows that each stage computed; it falls as samples exit, and it is shorter than the
@@ -81,7 +81,7 @@ pub struct HardExits {
 
 /// Runs hard early-exit inference with batch compaction.
 ///
-/// The rule decides at every head but the last; the last head answers for all rows that reach
+/// The rule decides at every head but the last; the last head predicts for all rows that reach
 /// it. Each stage costs one device read (its logits) and, when some rows exit and some stay,
 /// one row gather. An empty batch runs nothing.
 ///
@@ -158,7 +158,7 @@ pub fn replay_exits(
     tracker.finish()
 }
 
-/// Which samples of a batch still run, and the answers of those that exited.
+/// Samples of a batch that still run, and the predictions of those that exited.
 struct ExitTracker {
     depth: usize,
     /// Batch index of each row still running.
@@ -337,7 +337,7 @@ mod tests {
         let model = Scripted::new(vec![vec![0, 1, 3], vec![2, 2, 2], vec![1, 0, 1]], 4);
         let mut confidence = ConfidenceRule { threshold: 0.9 };
         // A one-hot logit of 1 over 4 classes has confidence e/(e+3) ≈ 0.475, of 2 about 0.711,
-        // of 3 about 0.870: nobody reaches 0.9 before the last head.
+        // of 3 about 0.870: no sample reaches 0.9 before the last head.
         let result = infer_hard(&model, Scripted::inputs(&[0, 1, 2]), &mut confidence);
         assert_eq!(result.exit_layer, vec![3, 3, 3]);
         assert_eq!(result.predictions, vec![3, 2, 1]);

@@ -41,7 +41,7 @@ pub struct HeadOutputs {
     pub classes: usize,
     /// `head_logits[s]` contains `samples` rows of `classes` logits of head s, row-major.
     pub head_logits: Vec<Vec<f32>>,
-    /// `gates[s]` holds the halting probability λ of gate s for every sample; empty for an
+    /// `gates[s]` contains the halting probability λ of gate s for every sample; empty for an
     /// ungated network.
     pub gates: Vec<Vec<f32>>,
     pub labels: Vec<usize>,
@@ -215,7 +215,7 @@ fn sweep(outputs: &HeadOutputs, layer_flops: &[u64], head_flops: &[u64]) -> Vec<
 /// Chooses thresholds on the validation sweep by each criterion, for every rule.
 ///
 /// The first entry is normally the confidence rule within `accuracy_tolerance` of the last
-/// exit; the compute and shift reports use the first entry, whichever it is.
+/// exit. The compute and shift reports use the first entry, whichever rule it has.
 fn calibrate(
     validation: &HeadOutputs,
     points: &[SweepPoint],

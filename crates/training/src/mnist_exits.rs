@@ -488,6 +488,7 @@ mod tests {
         let soft = report
             .soft_flop_fraction
             .expect("gated network has a soft fraction");
-        assert!(soft > 0.0 && soft <= 1.0, "{soft}");
+        assert!(soft > 0.0, "{soft}");
+        assert!(soft <= 1.0, "{soft}");
     }
 }

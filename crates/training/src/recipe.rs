@@ -229,7 +229,7 @@ pub struct ExitModel {
     pub threshold: f64,
     /// Weight of each exit's loss in training; equal weights when absent.
     pub loss_weights: Option<Vec<f64>>,
-    /// How the exit loss weights evolve during training.
+    /// Schedule of the exit loss weights during training.
     #[serde(default)]
     pub loss_schedule: LossSchedule,
     /// Epochs over which `linear_ramp` raises the early-exit weights to their final values.
@@ -251,11 +251,11 @@ pub struct ExitModel {
     /// FLOP budget of threshold calibration, as a fraction of the full network's FLOPs.
     #[serde(default = "default_flop_budget")]
     pub flop_budget: f64,
-    /// ε of risk-controlled calibration: the tolerated rate at which the early answer differs
-    /// from the last exit's.
+    /// ε of risk-controlled calibration: the tolerated rate at which the early prediction
+    /// differs from the last exit's.
     #[serde(default = "default_risk_tolerance")]
     pub risk_tolerance: f64,
-    /// α of risk-controlled calibration: the bound holds with probability 1 − α.
+    /// α of risk-controlled calibration: the bound is met with probability 1 − α.
     #[serde(default = "default_risk_alpha")]
     pub risk_alpha: f64,
     /// Test samples timed one at a time for latency percentiles; 0 skips timing.
@@ -274,7 +274,7 @@ fn default_gate_kl_weight() -> f64 {
     0.01
 }
 
-/// How the learned exit gates are trained.
+/// Training method of the learned exit gates.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum GateTraining {
@@ -306,7 +306,7 @@ pub enum ExitRuleKind {
 }
 
 impl ExitRuleKind {
-    /// The rule's name in result files and sweeps.
+    /// Returns the rule's name in result files and sweeps.
     pub fn name(self) -> &'static str {
         match self {
             ExitRuleKind::Confidence => "confidence",
