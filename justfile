@@ -22,3 +22,7 @@ backends: build
 # Run the whole test suite, as CI does.
 test:
     cargo test --workspace --release --locked
+
+# Train the early-exit recipe and print measured time against its FLOP fraction.
+bench-exits *ARGS: build
+    "$CARGO_TARGET_DIR/release/haltlab" bench-exits experiments/mnist_exits.toml --data ../shared/data/mnist_5k.csv.gz {{ARGS}}

@@ -1,6 +1,7 @@
 //! The `haltlab` command: runs experiment recipes and lists backends.
 
 mod backend;
+mod bench_exits;
 mod progress;
 mod run;
 
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Train and evaluate a recipe, writing results/<recipe>/<run-id>/result.json.
     Run(run::RunArgs),
+    /// Train an early-exit recipe like `run`, then print measured time against FLOP fraction.
+    BenchExits(run::RunArgs),
     /// List the backends compiled into this binary and whether each can create its device.
     Backends,
 }
@@ -38,7 +41,8 @@ fn main() -> ExitCode {
 
     let cli = Cli::parse();
     let outcome = match &cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(args).map(|(end, _)| end),
+        Command::BenchExits(args) => bench_exits::bench_exits(args).map(|_| run::RunEnd::Completed),
         Command::Backends => {
             list_backends();
             Ok(run::RunEnd::Completed)

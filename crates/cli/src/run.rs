@@ -115,8 +115,9 @@ fn plan(args: &RunArgs) -> Result<Plan> {
     })
 }
 
-/// Runs a recipe end to end, or resumes one, and writes its result file.
-pub fn run(args: &RunArgs) -> Result<RunEnd> {
+/// Runs a recipe end to end, or resumes one, and writes its result file; returns how the run
+/// ended and the path of `result.json`.
+pub fn run(args: &RunArgs) -> Result<(RunEnd, PathBuf)> {
     let started_at = SystemTime::now();
     let clock = Instant::now();
 
@@ -214,10 +215,10 @@ pub fn run(args: &RunArgs) -> Result<RunEnd> {
 
     print_summary(&result, &result_path);
     match status {
-        RunStatus::Completed => Ok(RunEnd::Completed),
+        RunStatus::Completed => Ok((RunEnd::Completed, result_path)),
         RunStatus::Interrupted { reason } => {
             eprintln!("{reason}; run directory: {}", run_dir.display());
-            Ok(RunEnd::Interrupted)
+            Ok((RunEnd::Interrupted, result_path))
         }
         RunStatus::Failed { reason } => {
             bail!(

@@ -3,9 +3,14 @@
 //! Every run writes one [`RunResult`] as JSON; its structs are the result schema, and
 //! [`SCHEMA_VERSION`] changes whenever a key changes meaning or is removed.
 
+pub mod calibration;
+pub mod exit_report;
+pub mod latency;
 pub mod metrics;
 pub mod results;
+pub mod sweep;
 
+pub use exit_report::{ComputeReport, ExitReport, ShiftReport};
 pub use metrics::{Histogram, accuracy};
 pub use results::{
     EpochRecord, Evaluation, ResultError, RunResult, RunStatus, SCHEMA_VERSION, create_run_dir,

@@ -99,6 +99,10 @@ pub struct Evaluation {
     /// Mean FLOPs per sample of the hard run divided by the FLOPs of the full network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flop_fraction: Option<f64>,
+    /// Threshold sweeps, calibrated thresholds, compute, latency and shift results of an
+    /// early-exit model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_report: Option<crate::exit_report::ExitReport>,
 }
 
 impl Evaluation {

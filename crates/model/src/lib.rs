@@ -1,8 +1,12 @@
 //! Networks with halting points: a recurrent ponder cell that repeats on one input, and
 //! classifiers with an exit head after each hidden layer.
 
+pub mod exit_cnn;
+pub mod exit_engine;
 pub mod exit_mlp;
 pub mod ponder;
 
-pub use exit_mlp::{ExitMlp, ExitMlpConfig, HardExits};
+pub use exit_cnn::{ExitLenet, ExitLenetConfig};
+pub use exit_engine::{ExitStages, HardExits, infer_full, infer_hard};
+pub use exit_mlp::{ExitMlp, ExitMlpConfig};
 pub use ponder::{ActForward, CellKind, PonderConfig, PonderNetwork, PonderStep};

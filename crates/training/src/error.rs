@@ -19,6 +19,10 @@ pub enum TrainingError {
     #[error("no data path: set `path` in the recipe's [mnist] section or pass --data PATH")]
     MissingDataPath,
     #[error(
+        "the LeNet-like exit network needs image sides divisible by 4, but the images are {height}x{width}; use architecture = \"mlp\""
+    )]
+    ImageSize { height: usize, width: usize },
+    #[error(
         "data {path} has {found} features per sample but key `{key}` expects {expected}; \
          fix the recipe or pass the matching data"
     )]

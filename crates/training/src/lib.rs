@@ -5,6 +5,7 @@
 //! file.
 
 pub mod checkpoint;
+pub mod exit_analysis;
 pub mod guard;
 pub mod loss;
 pub mod mnist_exits;

@@ -1,4 +1,4 @@
-//! Training an early-exit MLP on MNIST: soft training on a weighted sum of every exit's loss,
+//! Training an early-exit MLP or LeNet-like CNN on MNIST: soft training on a weighted sum of every exit's loss,
 //! hard evaluation where each sample leaves at the first confident exit.
 
 use std::collections::BTreeMap;
@@ -9,18 +9,20 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use haltlab_data::images::{self, CsvLayout, ImageSet};
+use haltlab_eval::sweep::flop_fraction_of_exits;
 use haltlab_eval::{EpochRecord, Evaluation, Histogram, accuracy};
-use haltlab_halting::exits::confidence_exits;
-use haltlab_model::{ExitMlp, ExitMlpConfig};
+use haltlab_halting::pondernet::{expected_loss, halting_distribution, kl_to_geometric_prior};
+use haltlab_model::{ExitLenetConfig, ExitMlpConfig, ExitStages, infer_hard};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::checkpoint::restore;
+use crate::exit_analysis::{analyse, image_inputs, make_rule};
 use crate::guard::{check_finite, check_finite_gradients};
 use crate::loss::cross_entropy_per_sample;
 use crate::parity_act::argmax;
-use crate::recipe::{MnistFormat, Recipe};
+use crate::recipe::{Architecture, ExitModel, GateTraining, LossSchedule, MnistFormat, Recipe};
 use crate::{RunContext, TrainingError, TrainingOutcome};
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +91,60 @@ pub fn mlp_flops(
     (layers, heads)
 }
 
+/// Trains the recipe's early-exit network and evaluates it on the validation and test sets.
+pub fn train(
+    recipe: &Recipe,
+    data: &MnistData,
+    context: RunContext<'_>,
+) -> Result<TrainingOutcome, TrainingError> {
+    let device = &context.device.clone();
+    let exits = recipe
+        .exits
+        .as_ref()
+        .ok_or(TrainingError::MissingSection("exits"))?;
+    let train_device = device.clone().autodiff();
+    train_device.seed(recipe.seed);
+    let classes = data.train.classes;
+    match exits.architecture {
+        Architecture::Mlp => {
+            let input_size = data.train.image_size();
+            check_input_size(recipe, exits, input_size)?;
+            let (layer_flops, head_flops) = mlp_flops(input_size, &exits.hidden_sizes, classes);
+            let model = ExitMlpConfig::new(input_size, exits.hidden_sizes.clone(), classes)
+                .with_gated(exits.gate != GateTraining::None)
+                .init(&train_device);
+            fit(recipe, data, model, &layer_flops, &head_flops, context)
+        }
+        Architecture::Lenet => {
+            let (height, width) = (data.train.height, data.train.width);
+            if height % 4 != 0 || width % 4 != 0 {
+                return Err(TrainingError::ImageSize { height, width });
+            }
+            let config = ExitLenetConfig::new([height, width], classes);
+            let (layer_flops, head_flops) = config.flops();
+            let model = config.init(&train_device);
+            fit(recipe, data, model, &layer_flops, &head_flops, context)
+        }
+    }
+}
+
+/// Returns an error when the recipe's `exits.input_size` differs from the data's features.
+fn check_input_size(recipe: &Recipe, exits: &ExitModel, found: usize) -> Result<(), TrainingError> {
+    match exits.input_size {
+        Some(expected) if expected != found => Err(TrainingError::InputSize {
+            path: recipe
+                .mnist
+                .as_ref()
+                .and_then(|mnist| mnist.path.clone())
+                .unwrap_or_default(),
+            key: "exits.input_size",
+            expected,
+            found,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Sums over the batches of the epoch in progress.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct EpochSums {
@@ -116,10 +172,16 @@ fn epoch_order(samples: usize, seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
-/// Trains the recipe's early-exit MLP and evaluates it on the validation and test sets.
-pub fn train(
+/// Trains `model` on the recipe's schedule, then evaluates it and writes its exit report.
+///
+/// Step s of the run uses batch s mod (batches per epoch) of its epoch's seeded shuffle, so a
+/// run resumed from a checkpoint sees the same batches as an uninterrupted one.
+fn fit<M: Module + ExitStages>(
     recipe: &Recipe,
     data: &MnistData,
+    model: M,
+    layer_flops: &[u64],
+    head_flops: &[u64],
     context: RunContext<'_>,
 ) -> Result<TrainingOutcome, TrainingError> {
     let RunContext {
@@ -134,32 +196,12 @@ pub fn train(
         .as_ref()
         .ok_or(TrainingError::MissingSection("exits"))?;
     let training = &recipe.training;
-    let depth = exits.hidden_sizes.len();
-    let weights = exits
+    let depth = model.depth();
+    let base_weights = exits
         .loss_weights
         .clone()
         .unwrap_or_else(|| vec![1.0; depth]);
-    let weight_total: f64 = weights.iter().sum();
-    let input_size = data.train.image_size();
-    if let Some(expected) = exits.input_size {
-        if expected != input_size {
-            return Err(TrainingError::InputSize {
-                path: recipe
-                    .mnist
-                    .as_ref()
-                    .and_then(|mnist| mnist.path.clone())
-                    .unwrap_or_default(),
-                key: "exits.input_size",
-                expected,
-                found: input_size,
-            });
-        }
-    }
-
     let train_device = device.clone().autodiff();
-    train_device.seed(recipe.seed);
-    let model = ExitMlpConfig::new(input_size, exits.hidden_sizes.clone(), data.train.classes)
-        .init(&train_device);
     let (mut model, mut optimizer, mut progress) = restore::<_, Progress>(
         checkpoints.as_ref(),
         resume,
@@ -184,13 +226,21 @@ pub fn train(
         let start = batch_index * training.batch_size;
         let indices = &order[start..(start + training.batch_size).min(order.len())];
         let step = progress.step + 1;
+        let weights =
+            exit_loss_weights(exits.loss_schedule, &base_weights, exits.ramp_epochs, epoch);
+        let weight_total: f64 = weights.iter().sum();
 
         let (inputs, targets) = image_batch(&data.train, indices, &train_device);
-        let all_logits = model.forward_all(inputs);
+        let (all_logits, gates) = model.forward_with_gates(inputs);
         let mut loss = Tensor::<1>::zeros([1], &train_device);
+        let mut exit_losses = Vec::with_capacity(depth);
         for (logits, weight) in all_logits.iter().zip(&weights) {
-            let exit_loss = cross_entropy_per_sample(logits.clone(), targets.clone()).mean();
-            loss = loss + exit_loss.mul_scalar(weight / weight_total);
+            let per_sample = cross_entropy_per_sample(logits.clone(), targets.clone());
+            loss = loss + per_sample.clone().mean().mul_scalar(weight / weight_total);
+            exit_losses.push(per_sample);
+        }
+        if let GateTraining::Pondernet = exits.gate {
+            loss = loss + pondernet_depth_loss(gates, exit_losses, exits)?;
         }
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         check_finite("training loss", loss_value, epoch, step)?;
@@ -215,7 +265,7 @@ pub fn train(
 
         if step % batches_per_epoch == 0 {
             let sums = std::mem::take(&mut progress.epoch);
-            let validation = evaluate(&model.valid(), &data.validation, exits.threshold, device);
+            let validation = evaluate(&model.valid(), &data.validation, exits, device);
             let record = EpochRecord {
                 epoch,
                 step,
@@ -251,14 +301,30 @@ pub fn train(
     let model = model.valid();
     let mut evaluation = BTreeMap::new();
     for (name, set) in [("validation", &data.validation), ("test", &data.test)] {
-        let mut result = evaluate(&model, set, exits.threshold, device);
-        let (layer_flops, head_flops) = mlp_flops(input_size, &exits.hidden_sizes, set.classes);
-        result.flop_fraction = Some(flop_fraction(
-            &layer_flops,
-            &head_flops,
-            &result.halting_histogram,
+        let mut result = evaluate(&model, set, exits, device);
+        result.flop_fraction = Some(flop_fraction_of_exits(
+            layer_flops,
+            head_flops,
+            &exit_layers(&result.halting_histogram),
         ));
         evaluation.insert(name.to_owned(), result);
+    }
+    let mnist = recipe
+        .mnist
+        .as_ref()
+        .ok_or(TrainingError::MissingSection("mnist"))?;
+    let report = analyse(
+        &model,
+        &data.validation,
+        &data.test,
+        mnist,
+        exits,
+        layer_flops,
+        head_flops,
+        &device.clone().without_autodiff(),
+    )?;
+    if let Some(test) = evaluation.get_mut("test") {
+        test.exit_report = Some(report);
     }
     Ok(TrainingOutcome {
         history,
@@ -267,29 +333,71 @@ pub fn train(
     })
 }
 
-/// Mean FLOPs per sample of a hard run, where a sample exiting at head l ran layers 1..=l and
-/// heads 1..=l, divided by the FLOPs of a sample that exits at the last head.
-pub fn flop_fraction(layer_flops: &[u64], head_flops: &[u64], exits: &Histogram) -> f64 {
-    let mut cumulative = Vec::with_capacity(layer_flops.len());
-    let mut total = 0u64;
-    for (layer, head) in layer_flops.iter().zip(head_flops) {
-        total += layer + head;
-        cumulative.push(total);
+/// PonderNet over depth (Banino et al. 2021): Σₗ pₗ Lₗ + β KL(p ‖ p_G(λ_p)), averaged over
+/// the batch, where pₗ is the halting distribution of the gates' λ (the last layer takes the
+/// remaining mass) and Lₗ is exit l's cross-entropy.
+///
+/// # Shapes
+/// `gates`: `depth` tensors of `[batch, 1]`; `exit_losses`: `depth` tensors of `[batch]`.
+fn pondernet_depth_loss(
+    gates: Vec<Tensor<2>>,
+    exit_losses: Vec<Tensor<1>>,
+    exits: &ExitModel,
+) -> Result<Tensor<1>, TrainingError> {
+    let lambda = Tensor::cat(gates, 1);
+    let probabilities = halting_distribution(lambda);
+    let losses = Tensor::stack::<2>(exit_losses, 1);
+    let reconstruction = expected_loss(probabilities.clone(), losses).mean();
+    let kl = kl_to_geometric_prior(probabilities, exits.gate_prior_lambda)?.mean();
+    Ok(reconstruction + kl.mul_scalar(exits.gate_kl_weight))
+}
+
+/// Returns the exit loss weights of `epoch` (counted from 1) under `schedule`.
+pub fn exit_loss_weights(
+    schedule: LossSchedule,
+    base: &[f64],
+    ramp_epochs: usize,
+    epoch: usize,
+) -> Vec<f64> {
+    let depth = base.len();
+    match schedule {
+        LossSchedule::Fixed => base.to_vec(),
+        LossSchedule::Depth => (1..=depth).map(|layer| layer as f64).collect(),
+        LossSchedule::LinearRamp => {
+            // Epoch 1 uses the start weight 0.01, epoch ramp_epochs + 1 and later the final one.
+            let progress = ((epoch.saturating_sub(1)) as f64 / ramp_epochs.max(1) as f64).min(1.0);
+            base.iter()
+                .enumerate()
+                .map(|(index, &weight)| {
+                    if index + 1 == depth {
+                        weight
+                    } else {
+                        0.01 + (weight - 0.01) * progress
+                    }
+                })
+                .collect()
+        }
     }
-    let full = total.max(1) as f64;
-    let samples = exits.total().max(1) as f64;
-    let spent: f64 = exits
+}
+
+/// Expands a histogram of exit layers into one exit layer per sample.
+fn exit_layers(histogram: &Histogram) -> Vec<usize> {
+    histogram
         .counts
         .iter()
-        .zip(&cumulative)
-        .map(|(&count, &flops)| count as f64 * flops as f64)
-        .sum();
-    spent / samples / full
+        .enumerate()
+        .flat_map(|(index, &count)| std::iter::repeat_n(index + 1, count as usize))
+        .collect()
 }
 
 /// Evaluates every exit's accuracy with the full network, and the hard early-exit predictions
-/// at `threshold`.
-pub fn evaluate(model: &ExitMlp, set: &ImageSet, threshold: f64, device: &Device) -> Evaluation {
+/// of the recipe's rule at its threshold.
+pub fn evaluate(
+    model: &impl ExitStages,
+    set: &ImageSet,
+    exits: &ExitModel,
+    device: &Device,
+) -> Evaluation {
     let device = device.clone().without_autodiff();
     let targets: Vec<usize> = set.labels.iter().map(|&label| label as usize).collect();
     let mut per_exit: Vec<Vec<usize>> = vec![Vec::with_capacity(set.len()); model.depth()];
@@ -302,7 +410,8 @@ pub fn evaluate(model: &ExitMlp, set: &ImageSet, threshold: f64, device: &Device
         for (predictions, logits) in per_exit.iter_mut().zip(model.forward_all(inputs.clone())) {
             predictions.extend(argmax(logits));
         }
-        let hard = model.infer_hard(inputs, |logits| confidence_exits(logits, threshold));
+        let mut rule = make_rule(exits.rule.name(), exits.threshold);
+        let hard = infer_hard(model, inputs, rule.as_mut());
         hard_predictions.extend(hard.predictions);
         histogram.extend(hard.exit_layer);
     }
@@ -310,7 +419,7 @@ pub fn evaluate(model: &ExitMlp, set: &ImageSet, threshold: f64, device: &Device
     Evaluation {
         samples: set.len(),
         accuracy: accuracy(&hard_predictions, &targets),
-        threshold: Some(threshold),
+        threshold: Some(exits.threshold),
         accuracy_per_exit: per_exit
             .iter()
             .map(|predictions| accuracy(predictions, &targets))
@@ -329,15 +438,12 @@ pub fn image_batch(
     indices: &[usize],
     device: &Device,
 ) -> (Tensor<2>, Tensor<1, Int>) {
-    let size = set.image_size();
-    let mut pixels = Vec::with_capacity(indices.len() * size);
-    let mut labels = Vec::with_capacity(indices.len());
-    for &index in indices {
-        pixels.extend_from_slice(&set.pixels[index * size..(index + 1) * size]);
-        labels.push(set.labels[index] as i64);
-    }
+    let labels: Vec<i64> = indices
+        .iter()
+        .map(|&index| set.labels[index] as i64)
+        .collect();
     (
-        Tensor::from_data(TensorData::new(pixels, [indices.len(), size]), device),
+        image_inputs(set, indices, device),
         Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
     )
 }
@@ -356,10 +462,105 @@ mod tests {
     }
 
     #[test]
-    fn flop_fraction_of_mixed_exits() {
-        // Costs to exit at heads 1 and 2: 10 + 1 = 11 and 11 + 8 + 1 = 20.
-        let histogram = Histogram { counts: vec![1, 1] };
-        let fraction = flop_fraction(&[10, 8], &[1, 1], &histogram);
-        assert!((fraction - (11.0 + 20.0) / 2.0 / 20.0).abs() < 1e-12);
+    fn loss_schedules_by_hand() {
+        let base = [1.0, 1.0, 2.0];
+        assert_eq!(
+            exit_loss_weights(LossSchedule::Fixed, &base, 4, 3),
+            vec![1.0, 1.0, 2.0]
+        );
+        assert_eq!(
+            exit_loss_weights(LossSchedule::Depth, &base, 4, 3),
+            vec![1.0, 2.0, 3.0]
+        );
+        let start = exit_loss_weights(LossSchedule::LinearRamp, &base, 4, 1);
+        assert_eq!(start, vec![0.01, 0.01, 2.0]);
+        // Epoch 3 of a 4-epoch ramp is halfway: 0.01 + 0.99 / 2.
+        let middle = exit_loss_weights(LossSchedule::LinearRamp, &base, 4, 3);
+        assert!((middle[0] - 0.505).abs() < 1e-12, "{middle:?}");
+        assert_eq!(
+            exit_loss_weights(LossSchedule::LinearRamp, &base, 4, 9),
+            vec![1.0, 1.0, 2.0]
+        );
+    }
+
+    /// 28×28 images whose class is written as a bright row band, so a few steps learn it.
+    fn banded_set(samples: usize) -> ImageSet {
+        let mut pixels = vec![0.0f32; samples * 784];
+        let mut labels = Vec::with_capacity(samples);
+        for sample in 0..samples {
+            let label = (sample % 10) as u8;
+            let row = 2 + 2 * label as usize;
+            for column in 4..24 {
+                pixels[sample * 784 + row * 28 + column] = 1.0;
+            }
+            labels.push(label);
+        }
+        ImageSet::new(28, 28, pixels, labels).expect("valid images")
+    }
+
+    fn tiny_run(exits: &str) -> TrainingOutcome {
+        let text = format!(
+            "[mnist]\nformat = \"csv\"\n\n[exits]\n{exits}\nthreshold = 0.9\nlatency_samples = 4\n\n\
+             [training]\nepochs = 2\nbatch_size = 20\nlearning_rate = 0.01\n"
+        );
+        let path = Path::new("tiny.toml");
+        let recipe = Recipe::parse(&text, path).expect("recipe parses");
+        recipe.validate(path).expect("recipe is valid");
+        let data = MnistData {
+            train: banded_set(60),
+            validation: banded_set(30),
+            test: banded_set(30),
+        };
+        train(
+            &recipe,
+            &data,
+            crate::RunContext {
+                device: Device::flex(),
+                monitor: &mut crate::SilentMonitor,
+                checkpoints: None,
+                resume: false,
+            },
+        )
+        .expect("training runs")
+    }
+
+    fn check_report(outcome: &TrainingOutcome, depth: usize, rules: &[&str]) {
+        let test = &outcome.evaluation["test"];
+        let report = test
+            .exit_report
+            .as_ref()
+            .expect("test split has an exit report");
+        assert_eq!(report.layer_flops.len(), depth);
+        assert_eq!(report.ece_per_exit.len(), depth);
+        for rule in rules {
+            assert!(
+                report.sweep.iter().any(|point| point.rule == *rule),
+                "no {rule} sweep"
+            );
+        }
+        assert!(!report.calibrated.is_empty());
+        let compute = report.compute.as_ref().expect("latency was measured");
+        assert_eq!(compute.batch1_exits.count, 4);
+        assert_eq!(compute.batch_size, 30);
+        let shifts: Vec<&String> = report.shifts.keys().collect();
+        assert_eq!(shifts, vec!["gaussian_noise", "rotation"]);
+    }
+
+    #[test]
+    fn lenet_pipeline_reports() {
+        let outcome = tiny_run("architecture = \"lenet\"");
+        check_report(&outcome, 2, &["confidence", "entropy", "patience"]);
+    }
+
+    #[test]
+    fn gated_mlp_pipeline_reports() {
+        let outcome = tiny_run("hidden_sizes = [16, 16, 16]\ngate = \"pondernet\"");
+        check_report(&outcome, 3, &["confidence", "entropy", "patience", "gate"]);
+        let report = outcome.evaluation["test"].exit_report.as_ref().unwrap();
+        let soft = report
+            .soft_flop_fraction
+            .expect("gated network has a soft fraction");
+        assert!(soft > 0.0, "{soft}");
+        assert!(soft <= 1.0, "{soft}");
     }
 }

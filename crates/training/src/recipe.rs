@@ -180,6 +180,24 @@ pub struct MnistTask {
     /// Share of a single CSV file held out as the test set; unused for IDX data.
     #[serde(default = "default_test_fraction")]
     pub test_fraction: f64,
+    /// UCI optical digits CSV (8×8, values 0–16) for the shift report; that shift is skipped
+    /// when absent. A relative path is relative to the working directory.
+    pub uci_digits_path: Option<PathBuf>,
+    /// Standard deviation of the Gaussian noise added to test pixels (in [0, 1] units) for
+    /// the noise shift.
+    #[serde(default = "default_noise_std")]
+    pub shift_noise_std: f32,
+    /// Largest rotation, in degrees either way, of the rotation shift.
+    #[serde(default = "default_rotation_degrees")]
+    pub shift_rotation_degrees: f32,
+}
+
+fn default_noise_std() -> f32 {
+    0.3
+}
+
+fn default_rotation_degrees() -> f32 {
+    15.0
 }
 
 fn default_mnist_format() -> MnistFormat {
@@ -200,12 +218,167 @@ fn default_test_fraction() -> f64 {
 pub struct ExitModel {
     /// Features per input sample; when set, it must match the data (784 for 28×28 images).
     pub input_size: Option<usize>,
-    /// Width of each hidden layer; an exit head follows each.
+    #[serde(default)]
+    pub architecture: Architecture,
+    /// Width of each hidden layer of the MLP; an exit head follows each. Unused by `lenet`.
+    #[serde(default)]
     pub hidden_sizes: Vec<usize>,
-    /// A sample exits at the first head whose maximum softmax probability reaches this value.
+    /// Exit rule of the recipe's own hard evaluation; the sweeps cover every rule.
+    #[serde(default)]
+    pub rule: ExitRuleKind,
+    /// Threshold of `rule`: a probability for `confidence` and `gate`, nats for `entropy`, a
+    /// whole number of heads for `patience`.
     pub threshold: f64,
     /// Weight of each exit's loss in training; equal weights when absent.
     pub loss_weights: Option<Vec<f64>>,
+    /// Schedule of the exit loss weights during training.
+    #[serde(default)]
+    pub loss_schedule: LossSchedule,
+    /// Epochs over which `linear_ramp` raises the early-exit weights to their final values.
+    #[serde(default = "default_ramp_epochs")]
+    pub ramp_epochs: usize,
+    /// Training of a learned exit gate per layer (MLP only).
+    #[serde(default)]
+    pub gate: GateTraining,
+    /// λ_p of the geometric prior over exit layers in PonderNet's KL term.
+    #[serde(default = "default_gate_prior_lambda")]
+    pub gate_prior_lambda: f64,
+    /// β, the weight of PonderNet's KL term.
+    #[serde(default = "default_gate_kl_weight")]
+    pub gate_kl_weight: f64,
+    /// δ of threshold calibration: the chosen threshold keeps validation accuracy at least
+    /// the last exit's accuracy minus δ (a fraction, 0.01 = 1 point).
+    #[serde(default = "default_accuracy_tolerance")]
+    pub accuracy_tolerance: f64,
+    /// FLOP budget of threshold calibration, as a fraction of the full network's FLOPs.
+    #[serde(default = "default_flop_budget")]
+    pub flop_budget: f64,
+    /// ε of risk-controlled calibration: the tolerated rate at which the early prediction
+    /// differs from the last exit's.
+    #[serde(default = "default_risk_tolerance")]
+    pub risk_tolerance: f64,
+    /// α of risk-controlled calibration: the bound is met with probability 1 − α.
+    #[serde(default = "default_risk_alpha")]
+    pub risk_alpha: f64,
+    /// Test samples timed one at a time for latency percentiles; 0 skips timing.
+    #[serde(default = "default_latency_samples")]
+    pub latency_samples: usize,
+    /// Batch size of the per-batch latency measurement.
+    #[serde(default = "default_latency_batch_size")]
+    pub latency_batch_size: usize,
+}
+
+fn default_gate_prior_lambda() -> f64 {
+    0.5
+}
+
+fn default_gate_kl_weight() -> f64 {
+    0.01
+}
+
+/// Training method of the learned exit gates.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GateTraining {
+    /// No gates.
+    #[default]
+    None,
+    /// PonderNet over depth: the gates' halting distribution weights the exit losses, with a
+    /// KL term towards a geometric prior; added to the weighted exit losses.
+    Pondernet,
+}
+
+fn default_ramp_epochs() -> usize {
+    5
+}
+
+/// Exit rule, by the names the result file uses.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitRuleKind {
+    /// Maximum softmax probability ≥ threshold.
+    #[default]
+    Confidence,
+    /// Softmax entropy ≤ threshold nats.
+    Entropy,
+    /// Prediction unchanged for `threshold` consecutive heads.
+    Patience,
+    /// Learned gate's halting probability ≥ threshold; needs `gate`.
+    Gate,
+}
+
+impl ExitRuleKind {
+    /// Returns the rule's name in result files and sweeps.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitRuleKind::Confidence => "confidence",
+            ExitRuleKind::Entropy => "entropy",
+            ExitRuleKind::Patience => "patience",
+            ExitRuleKind::Gate => "gate",
+        }
+    }
+}
+
+/// Network of an early-exit recipe.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// An MLP with an exit head after every hidden layer (`hidden_sizes`).
+    #[default]
+    Mlp,
+    /// A LeNet-like CNN with a branch after the first convolution block, like B-LeNet: two
+    /// exits.
+    Lenet,
+}
+
+impl ExitModel {
+    /// Number of exits of the network.
+    pub fn depth(&self) -> usize {
+        match self.architecture {
+            Architecture::Mlp => self.hidden_sizes.len(),
+            Architecture::Lenet => 2,
+        }
+    }
+}
+
+/// Schedule of the per-exit loss weights; the loss is Σ wₗ Lₗ / Σ wₗ.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LossSchedule {
+    /// `loss_weights` (equal when absent) throughout.
+    #[default]
+    Fixed,
+    /// Shallow-Deep Networks (Kaya et al. 2019): every exit but the last starts at weight 0.01
+    /// and rises linearly to its `loss_weights` value over `ramp_epochs`; the last keeps its
+    /// weight.
+    LinearRamp,
+    /// PABEE (Zhou et al. 2020): exit l (counted from 1) has weight l, so deeper exits count
+    /// more; `loss_weights` is ignored.
+    Depth,
+}
+
+fn default_accuracy_tolerance() -> f64 {
+    0.01
+}
+
+fn default_flop_budget() -> f64 {
+    0.5
+}
+
+fn default_risk_tolerance() -> f64 {
+    0.05
+}
+
+fn default_risk_alpha() -> f64 {
+    0.1
+}
+
+fn default_latency_samples() -> usize {
+    300
+}
+
+fn default_latency_batch_size() -> usize {
+    256
 }
 
 /// Optimisation settings.
@@ -425,7 +598,8 @@ impl Recipe {
                 "an [exits] section for the mnist task",
             ));
         };
-        if exits.hidden_sizes.is_empty() || exits.hidden_sizes.contains(&0) {
+        let mlp = exits.architecture == Architecture::Mlp;
+        if mlp && (exits.hidden_sizes.is_empty() || exits.hidden_sizes.contains(&0)) {
             return Err(invalid(
                 "exits.hidden_sizes",
                 format!("{:?}", exits.hidden_sizes),
@@ -439,15 +613,111 @@ impl Recipe {
                 "the number of input features, such as 784",
             ));
         }
-        if !(0.0..=1.0).contains(&exits.threshold) {
+        let threshold = exits.threshold;
+        let threshold_expected = match exits.rule {
+            ExitRuleKind::Confidence | ExitRuleKind::Gate if !(0.0..=1.0).contains(&threshold) => {
+                Some("a probability in [0, 1] for this rule")
+            }
+            ExitRuleKind::Entropy if !(threshold >= 0.0 && threshold.is_finite()) => {
+                Some("a non-negative finite entropy in nats for rule = \"entropy\"")
+            }
+            ExitRuleKind::Patience
+                if !(threshold >= 0.0 && threshold.is_finite() && threshold.fract() == 0.0) =>
+            {
+                Some("a whole number of heads, such as 2, for rule = \"patience\"")
+            }
+            _ => None,
+        };
+        if let Some(expected) = threshold_expected {
+            return Err(invalid("exits.threshold", threshold.to_string(), expected));
+        }
+        if exits.rule == ExitRuleKind::Gate && exits.gate == GateTraining::None {
             return Err(invalid(
-                "exits.threshold",
-                exits.threshold.to_string(),
-                "a probability in [0, 1]",
+                "exits.rule",
+                "\"gate\"".into(),
+                "a rule other than \"gate\", or gate = \"pondernet\" to train gates",
+            ));
+        }
+        let unit_checks = [
+            (
+                "exits.accuracy_tolerance",
+                exits.accuracy_tolerance,
+                "a fraction in [0, 1], such as 0.01 for one point",
+            ),
+            (
+                "exits.flop_budget",
+                exits.flop_budget,
+                "a fraction of the full FLOPs in [0, 1], such as 0.5",
+            ),
+            (
+                "exits.risk_tolerance",
+                exits.risk_tolerance,
+                "a rate in [0, 1], such as 0.05",
+            ),
+        ];
+        for (key, value, expected) in unit_checks {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(invalid(key, value.to_string(), expected));
+            }
+        }
+        if !(exits.risk_alpha > 0.0 && exits.risk_alpha < 1.0) {
+            return Err(invalid(
+                "exits.risk_alpha",
+                exits.risk_alpha.to_string(),
+                "a probability in the open interval (0, 1), such as 0.1",
+            ));
+        }
+        if exits.loss_schedule == LossSchedule::LinearRamp && exits.ramp_epochs == 0 {
+            return Err(invalid(
+                "exits.ramp_epochs",
+                "0".into(),
+                "at least 1 epoch for loss_schedule = \"linear_ramp\"",
+            ));
+        }
+        if exits.gate != GateTraining::None && !mlp {
+            return Err(invalid(
+                "exits.gate",
+                format!("{:?}", exits.gate),
+                "\"none\" for architecture = \"lenet\"; learned gates exist only in the MLP",
+            ));
+        }
+        if !(exits.gate_prior_lambda > 0.0 && exits.gate_prior_lambda <= 1.0) {
+            return Err(invalid(
+                "exits.gate_prior_lambda",
+                exits.gate_prior_lambda.to_string(),
+                "a probability in (0, 1], such as 0.5",
+            ));
+        }
+        if !(exits.gate_kl_weight >= 0.0 && exits.gate_kl_weight.is_finite()) {
+            return Err(invalid(
+                "exits.gate_kl_weight",
+                exits.gate_kl_weight.to_string(),
+                "a non-negative finite weight, such as 0.01",
+            ));
+        }
+        if exits.latency_batch_size == 0 {
+            return Err(invalid(
+                "exits.latency_batch_size",
+                "0".into(),
+                "at least 1",
+            ));
+        }
+        if !(mnist.shift_noise_std >= 0.0 && mnist.shift_noise_std.is_finite()) {
+            return Err(invalid(
+                "mnist.shift_noise_std",
+                mnist.shift_noise_std.to_string(),
+                "a non-negative finite standard deviation, such as 0.3",
+            ));
+        }
+        if !(mnist.shift_rotation_degrees >= 0.0 && mnist.shift_rotation_degrees <= 180.0) {
+            return Err(invalid(
+                "mnist.shift_rotation_degrees",
+                mnist.shift_rotation_degrees.to_string(),
+                "an angle in [0, 180] degrees, such as 15",
             ));
         }
         if let Some(weights) = &exits.loss_weights {
-            let valid = weights.len() == exits.hidden_sizes.len()
+            let valid = weights.len() == exits.depth()
                 && weights.iter().all(|w| *w >= 0.0 && w.is_finite())
                 && weights.iter().any(|w| *w > 0.0);
             if !valid {
@@ -456,11 +726,77 @@ impl Recipe {
                     format!("{weights:?}"),
                     &format!(
                         "{} non-negative finite weights, one per exit, not all zero",
-                        exits.hidden_sizes.len()
+                        exits.depth()
                     ),
                 ));
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod exit_recipe_tests {
+    use super::*;
+
+    fn exit_recipe(exits: &str) -> String {
+        format!(
+            "[mnist]\nformat = \"csv\"\n\n[exits]\n{exits}\n\n[training]\nepochs = 1\nbatch_size = 8\nlearning_rate = 0.001\n"
+        )
+    }
+
+    fn error_of(exits: &str) -> String {
+        let path = Path::new("test.toml");
+        let recipe = Recipe::parse(&exit_recipe(exits), path).expect("recipe parses");
+        match recipe.validate(path) {
+            Ok(()) => panic!("recipe with {exits:?} was accepted"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn shipped_exit_recipes_validate() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments");
+        for name in [
+            "mnist_exits.toml",
+            "mnist_lenet.toml",
+            "mnist_lenet_idx.toml",
+        ] {
+            let path = Path::new(dir).join(name);
+            let recipe = Recipe::load(&path).unwrap_or_else(|error| panic!("{error}"));
+            assert!(recipe.exits.is_some(), "{name} has no [exits]");
+        }
+    }
+
+    #[test]
+    fn exit_keys_rejected_one_by_one() {
+        let base = "hidden_sizes = [8, 8]\nthreshold = 0.9";
+        for (extra, key) in [
+            ("accuracy_tolerance = 1.5", "exits.accuracy_tolerance"),
+            ("flop_budget = -0.1", "exits.flop_budget"),
+            ("risk_tolerance = 2.0", "exits.risk_tolerance"),
+            ("risk_alpha = 1.0", "exits.risk_alpha"),
+            ("latency_batch_size = 0", "exits.latency_batch_size"),
+            (
+                "loss_schedule = \"linear_ramp\"\nramp_epochs = 0",
+                "exits.ramp_epochs",
+            ),
+            ("loss_weights = [1.0]", "exits.loss_weights"),
+            ("gate_prior_lambda = 0.0", "exits.gate_prior_lambda"),
+            ("gate_kl_weight = -1.0", "exits.gate_kl_weight"),
+            ("rule = \"gate\"", "exits.rule"),
+        ] {
+            let message = error_of(&format!("{base}\n{extra}"));
+            assert!(message.contains(key), "{extra}: {message}");
+        }
+        let message =
+            error_of("architecture = \"lenet\"\nthreshold = 0.9\nloss_weights = [1.0, 1.0, 1.0]");
+        assert!(message.contains("2 non-negative"), "{message}");
+        let message = error_of("hidden_sizes = [8]\nrule = \"patience\"\nthreshold = 1.5");
+        assert!(message.contains("whole number"), "{message}");
+        let message = error_of("hidden_sizes = [8]\nrule = \"entropy\"\nthreshold = -0.1");
+        assert!(message.contains("exits.threshold"), "{message}");
+        let message = error_of("architecture = \"lenet\"\nthreshold = 0.9\ngate = \"pondernet\"");
+        assert!(message.contains("exits.gate"), "{message}");
     }
 }
