@@ -18,7 +18,7 @@ use haltlab_eval::results::write_atomic;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::TrainingError;
+use crate::{Monitor, TrainingError};
 
 /// Name of the checkpoint directory inside a run directory.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
@@ -192,4 +192,33 @@ pub fn restore<M: Module, S: DeserializeOwned + Default>(
             problem: "not found, so there is nothing to resume from".to_owned(),
         }),
     }
+}
+
+/// Saves a checkpoint after `step` when the schedule asks for one, at the last step, or when
+/// the monitor requests a stop. A stop before the last step then ends the run with
+/// [`TrainingError::Interrupted`].
+///
+/// `progress` builds the loop state to save; it is called only when a checkpoint is written.
+#[allow(clippy::too_many_arguments)]
+pub fn checkpoint_or_stop<M: Module, S: Serialize>(
+    checkpoints: Option<&Checkpointer>,
+    monitor: &mut dyn Monitor,
+    epoch: usize,
+    step: u64,
+    total_steps: u64,
+    model: &M,
+    optimizer: &ModuleOptimizer,
+    progress: impl FnOnce() -> S,
+) -> Result<(), TrainingError> {
+    let stop = monitor.stop_requested();
+    if let Some(checkpointer) = checkpoints {
+        if stop || checkpointer.due(step) || step == total_steps {
+            checkpointer.save(step, model, optimizer, &progress())?;
+        }
+    }
+    if stop && step < total_steps {
+        monitor.finish();
+        return Err(TrainingError::Interrupted { epoch, step });
+    }
+    Ok(())
 }

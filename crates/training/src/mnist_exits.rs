@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::checkpoint::restore;
+use crate::checkpoint::{checkpoint_or_stop, restore};
 use crate::exit_analysis::{analyse, image_inputs, make_rule};
 use crate::guard::{check_finite, check_finite_gradients};
 use crate::loss::cross_entropy_per_sample;
@@ -46,6 +46,16 @@ pub fn load_data(recipe: &Recipe, data_path: Option<&Path>) -> Result<MnistData,
     let path = data_path
         .or(mnist.path.as_deref())
         .ok_or(TrainingError::MissingDataPath)?;
+    // The shift report reads the UCI digits after training; a missing file is rejected now,
+    // before any work is done.
+    if let Some(uci) = &mnist.uci_digits_path {
+        if let Err(source) = std::fs::File::open(uci) {
+            return Err(TrainingError::Data(haltlab_data::DataError::Io {
+                path: uci.clone(),
+                source,
+            }));
+        }
+    }
     match mnist.format {
         MnistFormat::Csv => {
             let set = images::load_csv(path, CsvLayout::MNIST)?;
@@ -281,18 +291,19 @@ fn fit<M: Module + ExitStages>(
             progress.history.push(record);
         }
 
-        let stop = monitor.stop_requested();
-        if let Some(checkpointer) = &checkpoints {
-            if stop || checkpointer.due(step) || step == total_steps {
-                let mut saved = progress.clone();
-                saved.seconds_before += started.elapsed().as_secs_f64();
-                checkpointer.save(step, &model, &optimizer, &saved)?;
-            }
-        }
-        if stop && step < total_steps {
-            monitor.finish();
-            return Err(TrainingError::Interrupted { epoch, step });
-        }
+        checkpoint_or_stop(
+            checkpoints.as_ref(),
+            monitor,
+            epoch,
+            step,
+            total_steps,
+            &model,
+            &optimizer,
+            || Progress {
+                seconds_before: progress.seconds_before + started.elapsed().as_secs_f64(),
+                ..progress.clone()
+            },
+        )?;
     }
     monitor.finish();
     let training_seconds = progress.seconds_before + started.elapsed().as_secs_f64();

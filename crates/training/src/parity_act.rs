@@ -11,7 +11,7 @@ use haltlab_eval::{EpochRecord, Evaluation, Histogram};
 use haltlab_model::{CellKind, PonderConfig, PonderNetwork};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::restore;
+use crate::checkpoint::{checkpoint_or_stop, restore};
 use crate::guard::{check_finite, check_finite_gradients};
 use crate::loss::cross_entropy_per_sample;
 use crate::recipe::{Cell, HaltingMethod, Recipe};
@@ -167,18 +167,19 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
             progress.history.push(record);
         }
 
-        let stop = monitor.stop_requested();
-        if let Some(checkpointer) = &checkpoints {
-            if stop || checkpointer.due(step) || step == total_steps {
-                let mut saved = progress.clone();
-                saved.seconds_before += started.elapsed().as_secs_f64();
-                checkpointer.save(step, &model, &optimizer, &saved)?;
-            }
-        }
-        if stop && step < total_steps {
-            monitor.finish();
-            return Err(TrainingError::Interrupted { epoch, step });
-        }
+        checkpoint_or_stop(
+            checkpoints.as_ref(),
+            monitor,
+            epoch,
+            step,
+            total_steps,
+            &model,
+            &optimizer,
+            || Progress {
+                seconds_before: progress.seconds_before + started.elapsed().as_secs_f64(),
+                ..progress.clone()
+            },
+        )?;
     }
     monitor.finish();
     let training_seconds = progress.seconds_before + started.elapsed().as_secs_f64();
