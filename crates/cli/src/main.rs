@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         // 130 = 128 + SIGINT, the shell convention for a run stopped by Ctrl-C.
         Ok(run::RunEnd::Interrupted) => ExitCode::from(130),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_message(&error));
             ExitCode::FAILURE
         }
     }
@@ -65,7 +65,7 @@ fn list_backends() {
         let device = if backend.compiled() {
             match backend::create_device(backend) {
                 Ok(device) => format!("{device:?}"),
-                Err(error) => format!("unavailable: {error:#}"),
+                Err(error) => format!("unavailable: {}", error_message(&error)),
             }
         } else {
             "-".to_owned()
@@ -74,4 +74,18 @@ fn list_backends() {
         println!("{:<8} {:<9} {}", backend.name(), compiled, device);
     }
     println!("--backend defaults to flex");
+}
+
+/// Joins an error and its causes with ": ", leaving out a cause whose text the message already
+/// contains (library errors often print their source themselves).
+fn error_message(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }

@@ -33,6 +33,18 @@ fn is_empty_dir(path: &Path) -> bool {
     !path.exists() || std::fs::read_dir(path).unwrap().next().is_none()
 }
 
+const MNIST: &str = r#"
+[mnist]
+format = "csv"
+[exits]
+hidden_sizes = [16, 16]
+threshold = 0.9
+[training]
+epochs = 1
+batch_size = 32
+learning_rate = 0.001
+"#;
+
 const PARITY: &str = r#"
 seed = 2
 [parity]
@@ -79,13 +91,11 @@ fn missing_data_file_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
     let missing = dir.path().join("no-such-mnist.csv.gz");
+    let recipe = write_recipe(dir.path(), "mnist.toml", MNIST);
     let output = run(
         &[
             "run",
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../experiments/mnist_exits.toml"
-            ),
+            recipe.to_str().unwrap(),
             "--data",
             missing.to_str().unwrap(),
         ],
@@ -102,13 +112,11 @@ fn unreadable_data_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
     let garbage = write_recipe(dir.path(), "garbage.csv", "1,2,3\nnot numbers\n");
+    let recipe = write_recipe(dir.path(), "mnist.toml", MNIST);
     let output = run(
         &[
             "run",
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../experiments/mnist_exits.toml"
-            ),
+            recipe.to_str().unwrap(),
             "--data",
             garbage.to_str().unwrap(),
         ],
@@ -118,6 +126,29 @@ fn unreadable_data_file_is_named() {
     let message = stderr(&output);
     assert!(message.contains("garbage.csv"), "{message}");
     assert!(message.contains("line 1"), "{message}");
+    assert!(is_empty_dir(&results));
+}
+
+#[test]
+fn missing_shift_data_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let text = MNIST.replace(
+        "format = \"csv\"",
+        "format = \"csv\"\nuci_digits_path = \"no-such-uci.csv.gz\"",
+    );
+    let recipe = write_recipe(dir.path(), "mnist.toml", &text);
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/mnist_5k.csv.gz"
+    );
+    let output = run(&["run", recipe.to_str().unwrap(), "--data", data], &results);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("no-such-uci.csv.gz"),
+        "{}",
+        stderr(&output)
+    );
     assert!(is_empty_dir(&results));
 }
 
