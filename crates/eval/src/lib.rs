@@ -8,6 +8,6 @@ pub mod results;
 
 pub use metrics::{Histogram, accuracy};
 pub use results::{
-    EpochRecord, Evaluation, ResultError, RunResult, RunStatus, SCHEMA_VERSION, create_run_dir,
-    write_json_atomic,
+    EpochRecord, Evaluation, FailureFlag, FailureKind, ResultError, RunResult, RunStatus,
+    SCHEMA_VERSION, create_run_dir, write_json_atomic,
 };

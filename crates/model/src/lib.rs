@@ -5,4 +5,4 @@ pub mod exit_mlp;
 pub mod ponder;
 
 pub use exit_mlp::{ExitMlp, ExitMlpConfig, HardExits};
-pub use ponder::{ActForward, CellKind, PonderConfig, PonderNetwork, PonderStep};
+pub use ponder::{ActForward, AllSteps, CellKind, PonderConfig, PonderNetwork, PonderStep};

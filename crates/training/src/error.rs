@@ -13,6 +13,11 @@ pub enum TrainingError {
     Halting(#[from] HaltingError),
     #[error("the recipe has no [{0}] section, which this experiment needs")]
     MissingSection(&'static str),
+    #[error("{trainer} trains method = \"{expected}\" only; run the recipe with haltlab run")]
+    WrongMethod {
+        expected: &'static str,
+        trainer: &'static str,
+    },
     #[error("no data path: set `path` in the recipe's [mnist] section or pass --data PATH")]
     MissingDataPath,
     #[error("data {path} has {found} features per sample but the model expects {expected}")]

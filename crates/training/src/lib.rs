@@ -9,6 +9,7 @@ pub mod mnist_exits;
 pub mod monitor;
 pub mod parity_act;
 pub mod recipe;
+pub mod schedule;
 
 mod error;
 

@@ -170,6 +170,7 @@ pub fn train(
             halting_histogram: validation.halting_histogram.clone(),
             expected_compute: None,
             elapsed_seconds: started.elapsed().as_secs_f64(),
+            ..EpochRecord::default()
         };
         monitor.epoch(&record);
         history.push(record);

@@ -56,7 +56,13 @@ pub fn train(
         epsilon,
         max_steps,
         ponder_weight,
-    } = halting.clone();
+    } = halting.clone()
+    else {
+        return Err(TrainingError::WrongMethod {
+            expected: "act",
+            trainer: "parity_act::train",
+        });
+    };
     let settings = ActSettings {
         epsilon,
         max_steps,
@@ -137,6 +143,7 @@ pub fn train(
             halting_histogram: histogram,
             expected_compute: Some(ponder_sum / steps_per_epoch as f64),
             elapsed_seconds: started.elapsed().as_secs_f64(),
+            ..EpochRecord::default()
         };
         monitor.epoch(&record);
         history.push(record);
@@ -198,7 +205,7 @@ fn evaluate(
 
 /// Builds an [`Evaluation`] with accuracy and halting steps overall and by number of
 /// non-zero entries.
-fn summarise(predictions: &[usize], steps: &[usize], data: &ParityBatch) -> Evaluation {
+pub(crate) fn summarise(predictions: &[usize], steps: &[usize], data: &ParityBatch) -> Evaluation {
     let mut histogram = Histogram::default();
     histogram.extend(steps.iter().copied());
     let mut by_difficulty: BTreeMap<usize, (usize, usize, usize)> = BTreeMap::new();
@@ -230,7 +237,7 @@ fn summarise(predictions: &[usize], steps: &[usize], data: &ParityBatch) -> Eval
 }
 
 /// Copies rows `start..end` of a batch.
-fn slice_rows(batch: &ParityBatch, start: usize, end: usize) -> ParityBatch {
+pub(crate) fn slice_rows(batch: &ParityBatch, start: usize, end: usize) -> ParityBatch {
     ParityBatch {
         length: batch.length,
         inputs: batch.inputs[start * batch.length..end * batch.length].to_vec(),
@@ -239,7 +246,7 @@ fn slice_rows(batch: &ParityBatch, start: usize, end: usize) -> ParityBatch {
     }
 }
 
-fn batch_tensors(batch: &ParityBatch, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+pub(crate) fn batch_tensors(batch: &ParityBatch, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
     let size = batch.batch_size();
     let inputs = Tensor::from_data(
         TensorData::new(batch.inputs.clone(), [size, batch.length]),
@@ -255,7 +262,7 @@ pub(crate) fn argmax(logits: Tensor<2>) -> Vec<usize> {
     read_ints(logits.argmax(1).reshape([batch]))
 }
 
-fn read_steps(steps: Tensor<1, Int>) -> Vec<usize> {
+pub(crate) fn read_steps(steps: Tensor<1, Int>) -> Vec<usize> {
     read_ints(steps)
 }
 
@@ -270,7 +277,7 @@ pub(crate) fn read_ints(tensor: Tensor<1, Int>) -> Vec<usize> {
         .collect()
 }
 
-fn count_correct(predictions: &[usize], targets: &[u8]) -> usize {
+pub(crate) fn count_correct(predictions: &[usize], targets: &[u8]) -> usize {
     predictions
         .iter()
         .zip(targets)
