@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use haltlab_eval::results::{format_time, write_atomic};
 use haltlab_eval::{RunResult, RunStatus, SCHEMA_VERSION, create_run_dir, write_json_atomic};
-use haltlab_training::{Recipe, TrainingOutcome, mnist_exits, parity_act};
+use haltlab_training::{Recipe, TrainingOutcome, mnist_exits, pondering};
 
 use crate::backend::{Backend, create_device};
 use crate::progress::ProgressMonitor;
@@ -76,7 +76,7 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
     let mut monitor = ProgressMonitor::new(args.quiet);
     let outcome = match &mnist_data {
         Some(data) => mnist_exits::train(&recipe, data, &device, &mut monitor),
-        None => parity_act::train(&recipe, &device, &mut monitor),
+        None => pondering::train(&recipe, &device, &mut monitor),
     };
 
     let (status, outcome) = match outcome {

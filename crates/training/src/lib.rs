@@ -4,10 +4,12 @@
 //! for progress, and return the history and evaluations that the caller writes to a result
 //! file.
 
+pub mod failure;
 pub mod loss;
 pub mod mnist_exits;
 pub mod monitor;
 pub mod parity_act;
+pub mod pondering;
 pub mod recipe;
 pub mod schedule;
 

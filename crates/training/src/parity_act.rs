@@ -11,16 +11,16 @@ use haltlab_eval::{EpochRecord, Evaluation, Histogram};
 use haltlab_model::{CellKind, PonderConfig, PonderNetwork};
 
 use crate::loss::cross_entropy_per_sample;
-use crate::recipe::{Cell, HaltingMethod, Recipe};
+use crate::recipe::{Cell, HaltingMethod, ParityTask, PonderModel, Recipe};
 use crate::{Monitor, TrainingError, TrainingOutcome};
 
 /// Seed offsets that keep the validation and evaluation streams apart from the training stream
 /// of the same recipe seed.
-const VALIDATION_STREAM: u64 = 0x5641_4c49_4441_5445;
-const EVALUATION_STREAM: u64 = 0x4556_414c_5541_5445;
+pub(crate) const VALIDATION_STREAM: u64 = 0x5641_4c49_4441_5445;
+pub(crate) const EVALUATION_STREAM: u64 = 0x4556_414c_5541_5445;
 
 /// Batch size of evaluation passes; it changes speed, not results.
-const EVAL_BATCH: usize = 1000;
+pub(crate) const EVAL_BATCH: usize = 1000;
 
 /// ACT settings of a run, taken from the recipe.
 #[derive(Debug, Clone, Copy)]
@@ -73,13 +73,7 @@ pub fn train(
 
     let train_device = device.clone().autodiff();
     train_device.seed(recipe.seed);
-    let mut model = PonderConfig::new(parity.length, ponder.hidden_size, 2)
-        .with_cell(match ponder.cell {
-            Cell::Gru => CellKind::Gru,
-            Cell::Rnn => CellKind::Rnn,
-        })
-        .with_halting_bias(ponder.halting_bias)
-        .init(&train_device);
+    let mut model = init_network(parity, ponder, &train_device);
     let mut optimizer = AdamConfig::new().init();
 
     let stream = ParityStream::new(recipe.seed, parity.length, parity.train_range())?;
@@ -178,6 +172,21 @@ pub fn train(
         evaluation,
         training_seconds,
     })
+}
+
+/// Creates the recipe's ponder network for a parity task with two classes.
+pub(crate) fn init_network(
+    parity: &ParityTask,
+    ponder: &PonderModel,
+    device: &Device,
+) -> PonderNetwork {
+    PonderConfig::new(parity.length, ponder.hidden_size, 2)
+        .with_cell(match ponder.cell {
+            Cell::Gru => CellKind::Gru,
+            Cell::Rnn => CellKind::Rnn,
+        })
+        .with_halting_bias(ponder.halting_bias)
+        .init(device)
 }
 
 /// Evaluates ACT predictions on a batch of vectors, in chunks of [`EVAL_BATCH`].
