@@ -1,6 +1,7 @@
 //! The `haltlab` command: runs experiment recipes and lists backends.
 
 mod backend;
+mod compare;
 mod progress;
 mod run;
 
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Train and evaluate a recipe, writing results/<recipe>/<run-id>/result.json.
     Run(run::RunArgs),
+    /// Train a set of parity recipes over seeds and write a comparison table.
+    Compare(compare::CompareArgs),
     /// List the backends compiled into this binary and whether each can create its device.
     Backends,
 }
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
         Command::Run(args) => run::run(args).map(|_| ()),
+        Command::Compare(args) => compare::compare(args).map(|_| ()),
         Command::Backends => {
             list_backends();
             Ok(())
