@@ -40,8 +40,8 @@ pub struct CompareArgs {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompareSet {
-    /// Method name and recipe path (relative to the set file) of each method.
-    pub methods: BTreeMap<String, PathBuf>,
+    /// Methods in table order.
+    pub methods: Vec<MethodEntry>,
     pub seeds: Vec<u64>,
     /// Overrides of `training.epochs`, `parity.length` and `halting.max_steps` in every recipe.
     pub epochs: Option<usize>,
@@ -50,6 +50,15 @@ pub struct CompareSet {
     /// Overrides of `parity.eval_samples` and `parity.validation_samples`.
     pub eval_samples: Option<usize>,
     pub validation_samples: Option<usize>,
+}
+
+/// A method of a comparison set: its name in the table and its recipe, relative to the set
+/// file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodEntry {
+    pub name: String,
+    pub recipe: PathBuf,
 }
 
 /// One trained run of the comparison.
@@ -148,8 +157,12 @@ pub fn compare(args: &CompareArgs) -> Result<PathBuf> {
 
     // Load and check every recipe of both settings before training anything.
     let mut plans = Vec::new();
-    for (method, path) in &set.methods {
-        let path = base.join(path);
+    for MethodEntry {
+        name: method,
+        recipe,
+    } in &set.methods
+    {
+        let path = base.join(recipe);
         let recipe = Recipe::load(&path)?;
         let interpolation = with_overrides(&recipe, &set, false);
         let extrapolation = with_overrides(&recipe, &set, true);
@@ -350,12 +363,8 @@ fn format_mean_std(value: Option<MeanStd>, scale: f64, decimals: usize) -> Strin
 fn render_markdown(comparison: &Comparison) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "Parity comparison, {} seeds ({:?}), backend {} on {}; wall time {:.0} s.\n\n",
-        comparison.seeds.len(),
-        comparison.seeds,
-        comparison.backend,
-        comparison.machine,
-        comparison.wall_seconds
+        "Parity comparison over seeds {:?}, backend {} on {}; wall time {:.0} s.\n\n",
+        comparison.seeds, comparison.backend, comparison.machine, comparison.wall_seconds
     ));
     out.push_str("| method | accuracy (%) | halting steps | steps to 99% (reached) | extrapolation accuracy (%) | extrapolation steps | failure flags |\n");
     out.push_str("|---|---|---|---|---|---|---|\n");

@@ -548,3 +548,189 @@ fn probe_threshold(
     }
     Ok(ThresholdProbe { accuracies })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SilentMonitor;
+    use std::path::Path;
+
+    /// A tiny parity recipe with the given `[halting]` body and extra sections.
+    fn recipe(halting: &str, extra: &str, bias: f64) -> Result<Recipe, crate::RecipeError> {
+        let text = format!(
+            r#"
+[parity]
+length = 4
+train_nonzeros = [1, 4]
+eval_nonzeros = [3, 4]
+eval_samples = 64
+validation_samples = 32
+
+[ponder]
+hidden_size = 8
+halting_bias = {bias}
+
+[halting]
+{halting}
+
+[training]
+epochs = 2
+steps_per_epoch = 3
+batch_size = 16
+learning_rate = 0.01
+{extra}
+"#
+        );
+        let path = Path::new("test.toml");
+        let recipe = Recipe::parse(&text, path)?;
+        recipe.validate(path)?;
+        Ok(recipe)
+    }
+
+    fn run(recipe: &Recipe) -> TrainingOutcome {
+        train(recipe, &Device::flex(), &mut SilentMonitor).expect("training runs")
+    }
+
+    #[test]
+    fn every_method_trains_and_evaluates() {
+        let methods = [
+            "method = \"pondernet\"\nmax_steps = 4\nlambda_prior = 0.3\nkl_weight = 0.01",
+            "method = \"straight_through\"\nmax_steps = 4\nponder_weight = 0.01",
+            "method = \"gumbel\"\nmax_steps = 4\nponder_weight = 0.01\ntemperature = 0.5",
+            "method = \"gumbel\"\nmax_steps = 4\nponder_weight = 0.01\nhard = true",
+            "method = \"reinforce\"\nmax_steps = 4\nponder_weight = 0.01",
+            "method = \"reinforce\"\nmax_steps = 4\nponder_weight = 0.01\nbaseline = \"learned\"",
+        ];
+        for halting in methods {
+            let outcome = run(&recipe(halting, "", 1.0).unwrap());
+            assert_eq!(outcome.history.len(), 2, "{halting}");
+            let test = &outcome.evaluation["test"];
+            assert_eq!(test.samples, 64, "{halting}");
+            assert!(test.soft_accuracy.is_some(), "{halting}");
+            let expected = test.expected_steps.unwrap();
+            assert!((1.0..=4.0).contains(&expected), "{halting}: {expected}");
+            assert!(test.max_halting_step <= 4, "{halting}");
+            assert!(
+                outcome.evaluation.contains_key("interpolation"),
+                "{halting}"
+            );
+            assert_eq!(outcome.history[1].step, 6);
+        }
+    }
+
+    #[test]
+    fn schedules_are_logged_per_epoch() {
+        let extra = r#"
+[schedule.temperature]
+shape = "linear"
+start = 1.0
+end = 0.2
+start_step = 0
+end_step = 6
+
+[schedule.regulariser]
+shape = "linear"
+start = 0.0
+end = 1.0
+start_step = 2
+end_step = 4
+
+[inference]
+rule = "cumulative_mass"
+threshold = 0.5
+tune_thresholds = [0.3, 0.5, 0.7]
+"#;
+        let halting = "method = \"gumbel\"\nmax_steps = 4\nponder_weight = 0.01";
+        let outcome = run(&recipe(halting, extra, 1.0).unwrap());
+        // The value logged for an epoch is the one used by its last step: step 2 of 6 gives
+        // T = 1 − 0.8·2/6 and step 5 gives T = 1 − 0.8·5/6; the regulariser is 0 up to step 2
+        // and 1 from step 4.
+        let first = &outcome.history[0].schedule;
+        let second = &outcome.history[1].schedule;
+        assert!((first["temperature"] - (1.0 - 0.8 * 2.0 / 6.0)).abs() < 1e-12);
+        assert!((second["temperature"] - (1.0 - 0.8 * 5.0 / 6.0)).abs() < 1e-12);
+        assert_eq!(first["regulariser_weight"], 0.0);
+        assert_eq!(second["regulariser_weight"], 1.0);
+        let threshold = outcome.evaluation["test"].threshold.unwrap();
+        assert!([0.3, 0.5, 0.7].contains(&threshold), "{threshold}");
+    }
+
+    // A +10 bias halts almost surely at step 1 (σ(10) ≈ 0.99995); a −10 bias runs to M, so the
+    // soft model's expected steps start near 1 and near M = 4 respectively.
+    #[test]
+    fn halting_bias_positive_and_negative() {
+        let halting = "method = \"pondernet\"\nmax_steps = 4\nlambda_prior = 0.3\nkl_weight = 0.0";
+        let mut shallow = recipe(halting, "", 10.0).unwrap();
+        shallow.training.learning_rate = 1e-6;
+        let mut deep = recipe(halting, "", -10.0).unwrap();
+        deep.training.learning_rate = 1e-6;
+        let shallow = run(&shallow).evaluation["test"].expected_steps.unwrap();
+        let deep = run(&deep).evaluation["test"].expected_steps.unwrap();
+        assert!(shallow < 1.01, "expected steps with bias +10: {shallow}");
+        assert!(deep > 3.99, "expected steps with bias −10: {deep}");
+    }
+
+    #[test]
+    fn recipe_rejects_bad_method_values() {
+        let cases = [
+            (
+                "method = \"pondernet\"\nmax_steps = 4\nlambda_prior = 0.0\nkl_weight = 0.01",
+                "",
+            ),
+            (
+                "method = \"pondernet\"\nmax_steps = 0\nlambda_prior = 0.2\nkl_weight = 0.01",
+                "",
+            ),
+            (
+                "method = \"gumbel\"\nmax_steps = 4\nponder_weight = 0.01\ntemperature = 0.0",
+                "",
+            ),
+            (
+                "method = \"reinforce\"\nmax_steps = 4\nponder_weight = -1.0",
+                "",
+            ),
+            (
+                "method = \"reinforce\"\nmax_steps = 4\nponder_weight = 0.1\nbaseline_decay = 1.0",
+                "",
+            ),
+            (
+                "method = \"straight_through\"\nmax_steps = 4\nponder_weight = 0.01",
+                "[inference]\nrule = \"signal\"",
+            ),
+            (
+                "method = \"straight_through\"\nmax_steps = 4\nponder_weight = 0.01",
+                "[inference]\nrule = \"sampled\"\ntune_thresholds = [0.5]",
+            ),
+            (
+                "method = \"straight_through\"\nmax_steps = 4\nponder_weight = 0.01",
+                "[schedule.temperature]\nshape = \"linear\"\nstart = 1.0\nend = 0.1\nend_step = 5",
+            ),
+            (
+                "method = \"act\"\nmax_steps = 4\nponder_weight = 0.01",
+                "[inference]\nrule = \"sampled\"",
+            ),
+        ];
+        for (halting, extra) in cases {
+            assert!(
+                recipe(halting, extra, 1.0).is_err(),
+                "accepted {halting} with {extra}"
+            );
+        }
+    }
+
+    #[test]
+    fn act_recipe_gets_failure_flags_checked() {
+        let halting = "method = \"act\"\nmax_steps = 4\nponder_weight = 0.01";
+        let outcome = run(&recipe(halting, "", -10.0).unwrap());
+        let test = &outcome.evaluation["test"];
+        // With bias −10 nearly every sample runs to M = 4 after two tiny epochs.
+        assert!(
+            test.flags
+                .iter()
+                .any(|flag| flag.kind == haltlab_eval::FailureKind::NeverStops),
+            "{:?} with histogram {:?}",
+            test.flags,
+            test.halting_histogram
+        );
+    }
+}
