@@ -171,8 +171,30 @@ pub fn compare(args: &CompareArgs) -> Result<PathBuf> {
         plans.push((method.clone(), interpolation, extrapolation));
     }
     let device = create_device(args.backend)?;
+    let set_name = args.set.file_stem().map_or_else(
+        || "compare".to_owned(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let stamp: String = format_time(started)
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect::<String>()
+        .replace('T', "-");
+    let dir = args.results.join(set_name).join(stamp);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("failed to create directory {}", dir.display()))?;
+    let table_path = dir.join("comparison.md");
+    let mut comparison = Comparison {
+        set: args.set.display().to_string(),
+        started_at: format_time(started),
+        wall_seconds: 0.0,
+        backend: args.backend.name().to_owned(),
+        device: format!("{device:?}"),
+        machine: machine_description(),
+        seeds: set.seeds.clone(),
+        rows: Vec::new(),
+    };
 
-    let mut rows = Vec::new();
     for (method, interpolation, extrapolation) in &plans {
         let soft = matches!(
             interpolation.halting,
@@ -200,35 +222,15 @@ pub fn compare(args: &CompareArgs) -> Result<PathBuf> {
                 target.push(summary);
             }
         }
-        rows.push(method_row(method, soft, runs.0, runs.1));
+        comparison
+            .rows
+            .push(method_row(method, soft, runs.0, runs.1));
+        // Rewritten after every method, so an interrupted comparison keeps the finished rows.
+        comparison.wall_seconds = clock.elapsed().as_secs_f64();
+        write_json_atomic(&dir.join("comparison.json"), &comparison)?;
+        write_atomic(&table_path, render_markdown(&comparison).as_bytes())?;
     }
-
-    let comparison = Comparison {
-        set: args.set.display().to_string(),
-        started_at: format_time(started),
-        wall_seconds: clock.elapsed().as_secs_f64(),
-        backend: args.backend.name().to_owned(),
-        device: format!("{device:?}"),
-        machine: machine_description(),
-        seeds: set.seeds.clone(),
-        rows,
-    };
-    let set_name = args.set.file_stem().map_or_else(
-        || "compare".to_owned(),
-        |s| s.to_string_lossy().into_owned(),
-    );
-    let stamp: String = format_time(started)
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == 'T')
-        .collect::<String>()
-        .replace('T', "-");
-    let dir = args.results.join(set_name).join(stamp);
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("failed to create directory {}", dir.display()))?;
-    write_json_atomic(&dir.join("comparison.json"), &comparison)?;
     let markdown = render_markdown(&comparison);
-    let table_path = dir.join("comparison.md");
-    write_atomic(&table_path, markdown.as_bytes())?;
     println!("{markdown}");
     println!("table: {}", table_path.display());
     Ok(table_path)

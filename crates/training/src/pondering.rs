@@ -94,7 +94,7 @@ pub fn inference_rule(recipe: &Recipe, method: &HaltingMethod) -> HardRule {
     }
 }
 
-/// What one training step produced besides the loss.
+/// Outputs of one training step besides the loss.
 struct StepOutput {
     loss: Tensor<1>,
     /// Halting distribution used in the loss. `[batch, steps]`
