@@ -31,7 +31,7 @@ pub enum HardRule {
 }
 
 impl HardRule {
-    /// The threshold of a threshold rule; `None` for [`HardRule::Sampled`].
+    /// Returns the threshold of a threshold rule, or `None` for [`HardRule::Sampled`].
     pub fn threshold(&self) -> Option<f64> {
         match *self {
             HardRule::Sampled => None,
@@ -41,7 +41,7 @@ impl HardRule {
         }
     }
 
-    /// The same rule with another threshold; [`HardRule::Sampled`] is returned unchanged.
+    /// Returns the same rule with another threshold; [`HardRule::Sampled`] stays unchanged.
     pub fn with_threshold(self, threshold: f64) -> Self {
         match self {
             HardRule::Sampled => HardRule::Sampled,

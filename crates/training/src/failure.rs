@@ -40,7 +40,7 @@ pub struct ThresholdProbe {
     pub accuracies: Vec<(f64, f64)>,
 }
 
-/// What an evaluation of a halting run measured.
+/// Measurements of one evaluation of a halting run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunEvidence<'a> {
     /// Hard-run halting steps.

@@ -394,6 +394,13 @@ impl Recipe {
             self.validate_parity(parity, &invalid)?;
         }
         if self.mnist.is_some() {
+            if self.inference.is_some() || self.schedule.is_some() {
+                return Err(invalid(
+                    "inference, schedule",
+                    "present".into(),
+                    "no [inference] or [schedule] section with [mnist]; they apply to parity pondering",
+                ));
+            }
             self.validate_mnist(&invalid)?;
         }
         Ok(())

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How a [`Schedule`] moves from its start value to its end value.
+/// Curve of a [`Schedule`] between its start and end values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Shape {
