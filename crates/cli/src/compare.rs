@@ -452,4 +452,31 @@ mod tests {
         assert_eq!(mean_std(&[5.0]).unwrap().std, 0.0);
         assert!(mean_std(&[]).is_none());
     }
+
+    // Both shipped sets parse, list the five methods, and every recipe passes validation with
+    // the overrides; extrapolation trains on 1..=n/2 and tests on n/2+1..=n.
+    #[test]
+    fn shipped_sets_load_and_split() {
+        let experiments = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments"));
+        for (file, length) in [("parity_compare.toml", 8), ("parity_compare_full.toml", 64)] {
+            let path = experiments.join(file);
+            let set: CompareSet = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!(set.methods.len(), 5, "{file}");
+            assert!(set.seeds.len() >= 3, "{file}");
+            for entry in &set.methods {
+                let recipe_path = experiments.join(&entry.recipe);
+                let recipe = Recipe::load(&recipe_path).unwrap();
+                let extrapolation = with_overrides(&recipe, &set, true);
+                extrapolation.validate(&recipe_path).unwrap();
+                let parity = extrapolation.parity.as_ref().unwrap();
+                assert_eq!(parity.length, length);
+                assert_eq!(parity.train_nonzeros, [1, length / 2]);
+                assert_eq!(parity.eval_nonzeros, [length / 2 + 1, length]);
+                let interpolation = with_overrides(&recipe, &set, false);
+                let parity = interpolation.parity.as_ref().unwrap();
+                assert_eq!(parity.train_nonzeros, [1, length]);
+                assert_eq!(parity.eval_nonzeros, [1, length]);
+            }
+        }
+    }
 }
