@@ -26,3 +26,15 @@ test:
 # Train the early-exit recipe and print measured time against its FLOP fraction.
 bench-exits *ARGS: build
     "$CARGO_TARGET_DIR/release/haltlab" bench-exits experiments/mnist_exits.toml --data ../shared/data/mnist_5k.csv.gz {{ARGS}}
+
+# Compare ACT, PonderNet, STE, REINFORCE and an annealed hybrid on parity over 3 seeds;
+# `--full` uses the papers' sizes (for a GPU), other flags go to `haltlab compare`.
+parity-compare *ARGS: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    set_file=experiments/parity_compare.toml
+    args=()
+    for arg in {{ARGS}}; do
+        if [ "$arg" = "--full" ]; then set_file=experiments/parity_compare_full.toml; else args+=("$arg"); fi
+    done
+    "$CARGO_TARGET_DIR/release/haltlab" compare "$set_file" "${args[@]}"

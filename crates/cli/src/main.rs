@@ -2,6 +2,7 @@
 
 mod backend;
 mod bench_exits;
+mod compare;
 mod progress;
 mod run;
 
@@ -26,6 +27,8 @@ enum Command {
     Run(run::RunArgs),
     /// Train an early-exit recipe like `run`, then print measured time against FLOP fraction.
     BenchExits(run::RunArgs),
+    /// Train a set of parity recipes over seeds and write a comparison table.
+    Compare(compare::CompareArgs),
     /// List the backends compiled into this binary and whether each can create its device.
     Backends,
 }
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         Command::Run(args) => run::run(args).map(|(end, _)| end),
         Command::BenchExits(args) => bench_exits::bench_exits(args).map(|_| run::RunEnd::Completed),
+        Command::Compare(args) => compare::compare(args).map(|_| run::RunEnd::Completed),
         Command::Backends => {
             list_backends();
             Ok(run::RunEnd::Completed)

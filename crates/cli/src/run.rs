@@ -12,7 +12,7 @@ use haltlab_eval::{
     EpochRecord, RunResult, RunStatus, SCHEMA_VERSION, create_run_dir, write_json_atomic,
 };
 use haltlab_training::{
-    Checkpointer, Recipe, RunContext, TrainingError, TrainingOutcome, mnist_exits, parity_act,
+    Checkpointer, Recipe, RunContext, TrainingError, TrainingOutcome, mnist_exits, pondering,
 };
 
 use crate::backend::{Backend, create_device};
@@ -170,7 +170,7 @@ pub fn run(args: &RunArgs) -> Result<(RunEnd, PathBuf)> {
     };
     let outcome = match &mnist_data {
         Some(data) => mnist_exits::train(recipe, data, context),
-        None => parity_act::train(recipe, context),
+        None => pondering::train(recipe, context),
     };
 
     let (status, outcome) = match outcome {

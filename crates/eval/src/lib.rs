@@ -13,6 +13,6 @@ pub mod sweep;
 pub use exit_report::{ComputeReport, ExitReport, ShiftReport};
 pub use metrics::{Histogram, accuracy};
 pub use results::{
-    EpochRecord, Evaluation, ResultError, RunResult, RunStatus, SCHEMA_VERSION, create_run_dir,
-    write_json_atomic,
+    EpochRecord, Evaluation, FailureFlag, FailureKind, ResultError, RunResult, RunStatus,
+    SCHEMA_VERSION, create_run_dir, write_json_atomic,
 };

@@ -69,6 +69,10 @@ pub struct EpochRecord {
     pub expected_compute: Option<f64>,
     /// Seconds since the start of training.
     pub elapsed_seconds: f64,
+    /// Scheduled hyperparameters at the end of the epoch, such as `temperature` or
+    /// `regulariser_weight`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schedule: BTreeMap<String, f64>,
 }
 
 /// Metrics of an evaluation split.
@@ -103,6 +107,39 @@ pub struct Evaluation {
     /// early-exit model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_report: Option<crate::exit_report::ExitReport>,
+    /// Accuracy of the soft model on the same samples: the prediction of Σₙ pₙ·softmax(yₙ),
+    /// for ponder methods with a halting distribution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_accuracy: Option<f64>,
+    /// Expected halting step Σₙ n·pₙ of the soft model, averaged over samples. The hard run's
+    /// actual compute is `mean_halting_step`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_steps: Option<f64>,
+    /// Failure modes detected in this run, each with its evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<FailureFlag>,
+}
+
+/// A failure mode of a halting run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Most samples run to the maximum number of steps.
+    NeverStops,
+    /// Almost all samples halt at step 1 while accuracy stays near chance.
+    CollapseToShallow,
+    /// Soft expected compute or accuracy differs from the hard run's.
+    TrainingInferenceMismatch,
+    /// Accuracy changes markedly over a small neighbourhood of the halting threshold.
+    ThresholdSensitivity,
+}
+
+/// A detected failure mode and the numbers behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureFlag {
+    pub kind: FailureKind,
+    /// What was measured, in words and numbers.
+    pub evidence: String,
 }
 
 impl Evaluation {

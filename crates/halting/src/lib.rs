@@ -6,7 +6,10 @@
 
 pub mod act;
 pub mod exits;
+pub mod hard;
 pub mod pondernet;
+pub mod reinforce;
+pub mod relaxation;
 
 mod error;
 

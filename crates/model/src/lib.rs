@@ -9,4 +9,4 @@ pub mod ponder;
 pub use exit_cnn::{ExitLenet, ExitLenetConfig};
 pub use exit_engine::{ExitStages, HardExits, infer_full, infer_hard};
 pub use exit_mlp::{ExitMlp, ExitMlpConfig};
-pub use ponder::{ActForward, CellKind, PonderConfig, PonderNetwork, PonderStep};
+pub use ponder::{ActForward, AllSteps, CellKind, PonderConfig, PonderNetwork, PonderStep};

@@ -9,6 +9,7 @@ use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::{Device, Tensor};
 use haltlab_halting::HaltingError;
 use haltlab_halting::act::{ActHalting, act_halting, all_halted};
+use haltlab_halting::hard::{ChaCha8Rng, CompactStep, HardRule, HardRun, run_hard};
 
 /// The recurrent cell of a [`PonderNetwork`].
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -245,6 +246,85 @@ impl PonderNetwork {
     }
 }
 
+/// Step outputs of a forward pass that runs all M steps for every sample, as the soft and
+/// trained-hard methods need.
+#[derive(Debug, Clone)]
+pub struct AllSteps {
+    /// Output logits yₙ of every step. `[batch, steps, classes]`
+    pub logits: Tensor<3>,
+    /// Halting logits zₙ, before the sigmoid. `[batch, steps]`
+    pub halting_logits: Tensor<2>,
+}
+
+impl PonderNetwork {
+    /// Runs `max_steps` steps for every sample and returns every step's output and halting
+    /// logit.
+    ///
+    /// # Shapes
+    /// `inputs`: `[batch, input_size]`.
+    pub fn forward_all_steps(&self, inputs: Tensor<2>, max_steps: usize) -> AllSteps {
+        let [batch, _] = inputs.dims();
+        let device = inputs.device();
+        let projected = self.project_input(inputs);
+        let mut state = self.initial_state(batch, &device);
+        let mut logits = Vec::with_capacity(max_steps);
+        let mut halting = Vec::with_capacity(max_steps);
+        for step in 1..=max_steps {
+            let output = self.step(&projected, state, step);
+            state = output.state;
+            logits.push(output.logits);
+            halting.push(output.halting_logit);
+        }
+        AllSteps {
+            logits: Tensor::stack(logits, 1),
+            halting_logits: Tensor::stack(halting, 1),
+        }
+    }
+
+    /// Runs the network with hard halting: each sample stops at the step where `rule` fires on
+    /// its halting signal σ(zₙ), and later steps compute only the samples still running.
+    /// `outputs` of the result are each sample's logits at its own halting step.
+    ///
+    /// # Shapes
+    /// `inputs`: `[batch, input_size]` with batch ≥ 1.
+    pub fn forward_hard(
+        &self,
+        inputs: Tensor<2>,
+        max_steps: usize,
+        rule: HardRule,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<HardRun, HaltingError> {
+        let [batch, _] = inputs.dims();
+        let device = inputs.device();
+        let mut stepper = CompactPonder {
+            network: self,
+            input: self.project_input(inputs),
+            state: self.initial_state(batch, &device),
+        };
+        run_hard(&mut stepper, batch, max_steps, rule, rng)
+    }
+}
+
+/// A ponder network's running batch during a hard-halting pass.
+struct CompactPonder<'a> {
+    network: &'a PonderNetwork,
+    input: ProjectedInput,
+    state: Tensor<2>,
+}
+
+impl CompactStep for CompactPonder<'_> {
+    fn step(&mut self, step: usize) -> (Tensor<2>, Tensor<1>) {
+        let output = self.network.step(&self.input, self.state.clone(), step);
+        self.state = output.state;
+        (output.logits, sigmoid(output.halting_logit))
+    }
+
+    fn retain(&mut self, keep: Tensor<1, burn::tensor::Int>) {
+        self.input = self.input.select(keep.clone());
+        self.state = self.state.clone().select(0, keep);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +381,32 @@ mod tests {
                 .steps_run,
             6
         );
+    }
+
+    #[test]
+    fn hard_forward_matches_all_steps() {
+        // The output of each sample under hard halting equals its logits at its halting step
+        // in an uncompacted pass, so dropping rows changes nothing for the rows that remain.
+        use burn::tensor::Int;
+        use haltlab_halting::hard::ChaCha8Rng;
+        use rand::SeedableRng;
+        let device = Device::flex();
+        device.seed(5);
+        let network = PonderConfig::new(4, 8, 2)
+            .with_halting_bias(0.0)
+            .init(&device);
+        let all = network.forward_all_steps(inputs(&device), 6);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let hard = network
+            .forward_hard(inputs(&device), 6, HardRule::Sampled, &mut rng)
+            .unwrap();
+        let steps: Vec<i64> = hard.halting_steps.iter().map(|&n| n as i64 - 1).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(steps, [2]), &device);
+        let expected = all
+            .logits
+            .gather(1, index.reshape([2, 1, 1]).expand([2, 1, 2]))
+            .reshape([2, 2]);
+        let difference = (hard.outputs - expected).abs().max().into_scalar::<f32>();
+        assert!(difference < 1e-5, "hard output differs by {difference}");
     }
 }

@@ -16,6 +16,11 @@ pub enum TrainingError {
     Write(#[from] ResultError),
     #[error("the recipe has no [{0}] section, which this experiment needs")]
     MissingSection(&'static str),
+    #[error("{trainer} trains method = \"{expected}\" only; run the recipe with haltlab run")]
+    WrongMethod {
+        expected: &'static str,
+        trainer: &'static str,
+    },
     #[error("no data path: set `path` in the recipe's [mnist] section or pass --data PATH")]
     MissingDataPath,
     #[error(
@@ -44,6 +49,11 @@ pub enum TrainingError {
     },
     #[error("checkpoint {path}: {problem}")]
     Checkpoint { path: PathBuf, problem: String },
+    #[error(
+        "stopped by Ctrl-C at epoch {epoch}, step {step}; this halting method saves no \
+         checkpoints, so rerun the recipe to train it"
+    )]
+    Stopped { epoch: usize, step: u64 },
     #[error(
         "interrupted at epoch {epoch}, step {step}; a checkpoint was saved, resume with `haltlab run --resume RUN_DIR`"
     )]

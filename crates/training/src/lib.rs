@@ -6,12 +6,15 @@
 
 pub mod checkpoint;
 pub mod exit_analysis;
+pub mod failure;
 pub mod guard;
 pub mod loss;
 pub mod mnist_exits;
 pub mod monitor;
 pub mod parity_act;
+pub mod pondering;
 pub mod recipe;
+pub mod schedule;
 
 mod error;
 

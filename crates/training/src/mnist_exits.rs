@@ -286,6 +286,7 @@ fn fit<M: Module + ExitStages>(
                 halting_histogram: validation.halting_histogram.clone(),
                 expected_compute: None,
                 elapsed_seconds: progress.seconds_before + started.elapsed().as_secs_f64(),
+                ..EpochRecord::default()
             };
             monitor.epoch(&record);
             progress.history.push(record);

@@ -14,16 +14,16 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{checkpoint_or_stop, restore};
 use crate::guard::{check_finite, check_finite_gradients};
 use crate::loss::cross_entropy_per_sample;
-use crate::recipe::{Cell, HaltingMethod, Recipe};
+use crate::recipe::{Cell, HaltingMethod, ParityTask, PonderModel, Recipe};
 use crate::{RunContext, TrainingError, TrainingOutcome};
 
 /// Seed offsets that keep the validation and evaluation streams apart from the training stream
 /// of the same recipe seed.
-const VALIDATION_STREAM: u64 = 0x5641_4c49_4441_5445;
-const EVALUATION_STREAM: u64 = 0x4556_414c_5541_5445;
+pub(crate) const VALIDATION_STREAM: u64 = 0x5641_4c49_4441_5445;
+pub(crate) const EVALUATION_STREAM: u64 = 0x4556_414c_5541_5445;
 
 /// Batch size of evaluation passes; it changes speed, not results.
-const EVAL_BATCH: usize = 1000;
+pub(crate) const EVAL_BATCH: usize = 1000;
 
 /// ACT settings of a run, taken from the recipe.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +83,13 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
         epsilon,
         max_steps,
         ponder_weight,
-    } = halting.clone();
+    } = halting.clone()
+    else {
+        return Err(TrainingError::WrongMethod {
+            expected: "act",
+            trainer: "parity_act::train",
+        });
+    };
     let settings = ActSettings {
         epsilon,
         max_steps,
@@ -95,13 +101,7 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
 
     let train_device = device.clone().autodiff();
     train_device.seed(recipe.seed);
-    let model = PonderConfig::new(parity.length, ponder.hidden_size, 2)
-        .with_cell(match ponder.cell {
-            Cell::Gru => CellKind::Gru,
-            Cell::Rnn => CellKind::Rnn,
-        })
-        .with_halting_bias(ponder.halting_bias)
-        .init(&train_device);
+    let model = init_network(parity, ponder, &train_device);
     let (mut model, mut optimizer, mut progress) = restore::<_, Progress>(
         checkpoints.as_ref(),
         resume,
@@ -162,6 +162,7 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
                 halting_histogram: sums.histogram,
                 expected_compute: Some(sums.ponder / steps),
                 elapsed_seconds: progress.seconds_before + started.elapsed().as_secs_f64(),
+                ..EpochRecord::default()
             };
             monitor.epoch(&record);
             progress.history.push(record);
@@ -216,6 +217,21 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
     })
 }
 
+/// Creates the recipe's ponder network for a parity task with two classes.
+pub(crate) fn init_network(
+    parity: &ParityTask,
+    ponder: &PonderModel,
+    device: &Device,
+) -> PonderNetwork {
+    PonderConfig::new(parity.length, ponder.hidden_size, 2)
+        .with_cell(match ponder.cell {
+            Cell::Gru => CellKind::Gru,
+            Cell::Rnn => CellKind::Rnn,
+        })
+        .with_halting_bias(ponder.halting_bias)
+        .init(device)
+}
+
 /// Evaluates ACT predictions on a batch of vectors, in chunks of [`EVAL_BATCH`].
 fn evaluate(
     model: &PonderNetwork,
@@ -241,7 +257,7 @@ fn evaluate(
 
 /// Builds an [`Evaluation`] with accuracy and halting steps overall and by number of
 /// non-zero entries.
-fn summarise(predictions: &[usize], steps: &[usize], data: &ParityBatch) -> Evaluation {
+pub(crate) fn summarise(predictions: &[usize], steps: &[usize], data: &ParityBatch) -> Evaluation {
     let mut histogram = Histogram::default();
     histogram.extend(steps.iter().copied());
     let mut by_difficulty: BTreeMap<usize, (usize, usize, usize)> = BTreeMap::new();
@@ -273,7 +289,7 @@ fn summarise(predictions: &[usize], steps: &[usize], data: &ParityBatch) -> Eval
 }
 
 /// Copies rows `start..end` of a batch.
-fn slice_rows(batch: &ParityBatch, start: usize, end: usize) -> ParityBatch {
+pub(crate) fn slice_rows(batch: &ParityBatch, start: usize, end: usize) -> ParityBatch {
     ParityBatch {
         length: batch.length,
         inputs: batch.inputs[start * batch.length..end * batch.length].to_vec(),
@@ -282,7 +298,7 @@ fn slice_rows(batch: &ParityBatch, start: usize, end: usize) -> ParityBatch {
     }
 }
 
-fn batch_tensors(batch: &ParityBatch, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+pub(crate) fn batch_tensors(batch: &ParityBatch, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
     let size = batch.batch_size();
     let inputs = Tensor::from_data(
         TensorData::new(batch.inputs.clone(), [size, batch.length]),
@@ -309,7 +325,7 @@ pub(crate) fn read_ints(tensor: Tensor<1, Int>) -> Vec<usize> {
         .collect()
 }
 
-fn count_correct(predictions: &[usize], targets: &[u8]) -> usize {
+pub(crate) fn count_correct(predictions: &[usize], targets: &[u8]) -> usize {
     predictions
         .iter()
         .zip(targets)

@@ -8,6 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use haltlab_data::parity::NonzeroRange;
+use haltlab_halting::hard::HardRule;
+
+use crate::schedule::Schedules;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -49,6 +52,10 @@ pub struct Recipe {
     pub mnist: Option<MnistTask>,
     pub exits: Option<ExitModel>,
     pub training: Training,
+    /// Hard-halting rule at inference for the ponder methods other than ACT.
+    pub inference: Option<Inference>,
+    /// Temperature and regulariser schedules of a ponder recipe.
+    pub schedule: Option<Schedules>,
 }
 
 fn default_seed() -> u64 {
@@ -139,6 +146,105 @@ pub enum HaltingMethod {
         /// τ, the weight of the ponder cost in the loss.
         ponder_weight: f64,
     },
+    /// PonderNet (Banino et al. 2021): loss Σₙ pₙ·Lₙ + β·KL(p ‖ geometric(λ_p)).
+    Pondernet {
+        max_steps: usize,
+        /// λ_p, the parameter of the geometric prior, in (0, 1].
+        lambda_prior: f64,
+        /// β, the weight of the KL term.
+        kl_weight: f64,
+    },
+    /// Hard halting decisions 1[σ(zₙ) ≥ 0.5] trained with the straight-through estimator;
+    /// loss L_N + τ·N.
+    StraightThrough {
+        max_steps: usize,
+        ponder_weight: f64,
+    },
+    /// Gumbel-sigmoid relaxation λₙ = σ((zₙ + noise) / T); loss Σₙ pₙ·Lₙ + τ·Σₙ n·pₙ.
+    /// `[schedule.temperature]` replaces the fixed temperature.
+    Gumbel {
+        max_steps: usize,
+        ponder_weight: f64,
+        #[serde(default = "default_temperature")]
+        temperature: f64,
+        /// Round λₙ to 0 or 1 in the forward pass (straight-through Gumbel).
+        #[serde(default)]
+        hard: bool,
+    },
+    /// Bernoulli halting policy trained with REINFORCE; reward −(L_N + τ·N).
+    Reinforce {
+        max_steps: usize,
+        ponder_weight: f64,
+        #[serde(default = "default_baseline")]
+        baseline: Baseline,
+        /// d of the moving-average baseline b ← d·b + (1 − d)·mean(R).
+        #[serde(default = "default_baseline_decay")]
+        baseline_decay: f64,
+    },
+}
+
+/// Baseline of the REINFORCE halting policy.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Baseline {
+    /// Exponential moving average of the batch's mean reward.
+    MovingAverage,
+    /// A linear function of the input, trained by squared error to predict the reward.
+    Learned,
+}
+
+/// Which [`HardRule`] the `[inference]` section selects.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    Sampled,
+    Signal,
+    CumulativeMass,
+    CumulativeSum,
+}
+
+impl Inference {
+    /// The hard rule, or `None` when a threshold rule has no threshold.
+    pub fn hard_rule(&self) -> Option<HardRule> {
+        let threshold = self.threshold;
+        Some(match self.rule {
+            RuleKind::Sampled => HardRule::Sampled,
+            RuleKind::Signal => HardRule::Signal {
+                threshold: threshold?,
+            },
+            RuleKind::CumulativeMass => HardRule::CumulativeMass {
+                threshold: threshold?,
+            },
+            RuleKind::CumulativeSum => HardRule::CumulativeSum {
+                threshold: threshold?,
+            },
+        })
+    }
+}
+
+fn default_temperature() -> f64 {
+    1.0
+}
+
+fn default_baseline() -> Baseline {
+    Baseline::MovingAverage
+}
+
+fn default_baseline_decay() -> f64 {
+    0.9
+}
+
+/// Hard halting at inference, `[inference]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Inference {
+    pub rule: RuleKind,
+    /// Threshold of a threshold rule; required by them, rejected with `sampled`.
+    pub threshold: Option<f64>,
+    /// Candidate thresholds tried on the validation split; the most accurate one (fewest
+    /// steps on a tie) replaces `threshold` for the test evaluation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tune_thresholds: Vec<f64>,
 }
 
 fn default_epsilon() -> f64 {
@@ -149,7 +255,11 @@ impl HaltingMethod {
     /// M, the maximum number of pondering steps.
     pub fn max_steps(&self) -> usize {
         match self {
-            HaltingMethod::Act { max_steps, .. } => *max_steps,
+            HaltingMethod::Act { max_steps, .. }
+            | HaltingMethod::Pondernet { max_steps, .. }
+            | HaltingMethod::StraightThrough { max_steps, .. }
+            | HaltingMethod::Gumbel { max_steps, .. }
+            | HaltingMethod::Reinforce { max_steps, .. } => *max_steps,
         }
     }
 }
@@ -470,6 +580,13 @@ impl Recipe {
             self.validate_parity(parity, &invalid)?;
         }
         if self.mnist.is_some() {
+            if self.inference.is_some() || self.schedule.is_some() {
+                return Err(invalid(
+                    "inference, schedule",
+                    "present".into(),
+                    "no [inference] or [schedule] section with [mnist]; they apply to parity pondering",
+                ));
+            }
             self.validate_mnist(&invalid)?;
         }
         Ok(())
@@ -548,21 +665,162 @@ impl Recipe {
                 if *max_steps == 0 {
                     return Err(invalid("halting.max_steps", "0".into(), "at least 1"));
                 }
-                if !(*ponder_weight >= 0.0 && ponder_weight.is_finite()) {
+                check_weight("halting.ponder_weight", *ponder_weight, invalid)?;
+            }
+            HaltingMethod::Pondernet {
+                lambda_prior,
+                kl_weight,
+                ..
+            } => {
+                if !(*lambda_prior > 0.0 && *lambda_prior <= 1.0) {
                     return Err(invalid(
-                        "halting.ponder_weight",
-                        ponder_weight.to_string(),
-                        "a non-negative finite number, such as 0.001",
+                        "halting.lambda_prior",
+                        lambda_prior.to_string(),
+                        "a probability in (0, 1], such as 0.2",
+                    ));
+                }
+                check_weight("halting.kl_weight", *kl_weight, invalid)?;
+            }
+            HaltingMethod::StraightThrough { ponder_weight, .. } => {
+                check_weight("halting.ponder_weight", *ponder_weight, invalid)?;
+            }
+            HaltingMethod::Gumbel {
+                ponder_weight,
+                temperature,
+                ..
+            } => {
+                check_weight("halting.ponder_weight", *ponder_weight, invalid)?;
+                if !(*temperature > 0.0 && temperature.is_finite()) {
+                    return Err(invalid(
+                        "halting.temperature",
+                        temperature.to_string(),
+                        "a positive finite number, such as 1.0",
+                    ));
+                }
+            }
+            HaltingMethod::Reinforce {
+                ponder_weight,
+                baseline_decay,
+                ..
+            } => {
+                check_weight("halting.ponder_weight", *ponder_weight, invalid)?;
+                if !(0.0..1.0).contains(baseline_decay) {
+                    return Err(invalid(
+                        "halting.baseline_decay",
+                        baseline_decay.to_string(),
+                        "a value in [0, 1), such as 0.9",
                     ));
                 }
             }
         }
+        if halting.max_steps() == 0 {
+            return Err(invalid("halting.max_steps", "0".into(), "at least 1"));
+        }
+        self.validate_ponder_extras(halting, invalid)?;
         if self.training.steps_per_epoch.unwrap_or(0) == 0 {
             return Err(invalid(
                 "training.steps_per_epoch",
                 format!("{:?}", self.training.steps_per_epoch),
                 "at least 1 (batches generated per epoch of the parity task)",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_ponder_extras(
+        &self,
+        halting: &HaltingMethod,
+        invalid: &impl Fn(&str, String, &str) -> RecipeError,
+    ) -> Result<(), RecipeError> {
+        let is_act = matches!(halting, HaltingMethod::Act { .. });
+        if let Some(inference) = &self.inference {
+            if is_act {
+                return Err(invalid(
+                    "inference",
+                    "present".into(),
+                    "no [inference] section with method = \"act\", whose halting rule is Σh ≥ 1 − ε",
+                ));
+            }
+            let sampled = inference.rule == RuleKind::Sampled;
+            match (sampled, inference.threshold) {
+                (true, Some(threshold)) => {
+                    return Err(invalid(
+                        "inference.threshold",
+                        threshold.to_string(),
+                        "no threshold with rule = \"sampled\"",
+                    ));
+                }
+                (false, None) => {
+                    return Err(invalid(
+                        "inference.threshold",
+                        "missing".into(),
+                        "a threshold for a threshold rule, such as 0.5",
+                    ));
+                }
+                (false, Some(threshold)) if !(threshold > 0.0 && threshold.is_finite()) => {
+                    return Err(invalid(
+                        "inference.threshold",
+                        threshold.to_string(),
+                        "a positive finite number, such as 0.5",
+                    ));
+                }
+                _ => {}
+            }
+            if !inference.tune_thresholds.is_empty() {
+                if sampled {
+                    return Err(invalid(
+                        "inference.tune_thresholds",
+                        format!("{:?}", inference.tune_thresholds),
+                        "no candidates with rule = \"sampled\", which has no threshold",
+                    ));
+                }
+                if inference
+                    .tune_thresholds
+                    .iter()
+                    .any(|t| !(*t > 0.0 && t.is_finite()))
+                {
+                    return Err(invalid(
+                        "inference.tune_thresholds",
+                        format!("{:?}", inference.tune_thresholds),
+                        "positive finite thresholds",
+                    ));
+                }
+            }
+        }
+        if let Some(schedules) = &self.schedule {
+            for (key, schedule) in [
+                ("schedule.temperature", &schedules.temperature),
+                ("schedule.regulariser", &schedules.regulariser),
+            ] {
+                if let Some(schedule) = schedule
+                    && let Some(problem) = schedule.problem()
+                {
+                    return Err(invalid(key, format!("{schedule:?}"), &problem));
+                }
+            }
+            if let Some(temperature) = &schedules.temperature {
+                if !matches!(halting, HaltingMethod::Gumbel { .. }) {
+                    return Err(invalid(
+                        "schedule.temperature",
+                        "present".into(),
+                        "a temperature schedule only with method = \"gumbel\"",
+                    ));
+                }
+                if !(temperature.start > 0.0 && temperature.end > 0.0) {
+                    return Err(invalid(
+                        "schedule.temperature",
+                        format!("start {} end {}", temperature.start, temperature.end),
+                        "positive temperatures",
+                    ));
+                }
+            }
+            if schedules.regulariser.is_some() && is_act {
+                return Err(invalid(
+                    "schedule.regulariser",
+                    "present".into(),
+                    "a regulariser schedule only with a method other than act",
+                ));
+            }
         }
         Ok(())
     }
@@ -798,5 +1056,21 @@ mod exit_recipe_tests {
         assert!(message.contains("exits.threshold"), "{message}");
         let message = error_of("architecture = \"lenet\"\nthreshold = 0.9\ngate = \"pondernet\"");
         assert!(message.contains("exits.gate"), "{message}");
+    }
+}
+
+fn check_weight(
+    key: &str,
+    weight: f64,
+    invalid: &impl Fn(&str, String, &str) -> RecipeError,
+) -> Result<(), RecipeError> {
+    if weight >= 0.0 && weight.is_finite() {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            weight.to_string(),
+            "a non-negative finite number, such as 0.001",
+        ))
     }
 }
