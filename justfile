@@ -3,9 +3,10 @@
 # Shared build cache outside the checkout, so clean clones reuse the Burn build.
 export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") + "/.cache/haltlab-target")
 
-# Build the haltlab binary in release mode.
+# Build the haltlab binary in release mode. All targets, so that the features match those of
+# `cargo test --workspace` and the two share one Burn build.
 build:
-    cargo build --release --locked -p haltlab-cli
+    cargo build --release --locked --workspace --all-targets
 
 # Run a recipe: `just run experiments/parity_act.toml`, extra flags after it.
 run RECIPE *ARGS: build
