@@ -1,8 +1,12 @@
-//! The `haltlab` command: runs experiment recipes and lists backends.
+//! The `haltlab` command: runs experiment recipes, tabulates and plots their results, and
+//! lists backends.
 
 mod backend;
+mod history;
+mod plot;
 mod progress;
 mod run;
+mod table;
 
 use std::process::ExitCode;
 
@@ -23,6 +27,10 @@ struct Cli {
 enum Command {
     /// Train and evaluate a recipe, writing results/<recipe>/<run-id>/result.json.
     Run(run::RunArgs),
+    /// Summarise result files as a table, seeds aggregated as mean ± std.
+    Table(table::TableArgs),
+    /// Draw figures of result files as SVG and PNG.
+    Plot(plot::PlotArgs),
     /// List the backends compiled into this binary and whether each can create its device.
     Backends,
 }
@@ -39,6 +47,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
         Command::Run(args) => run::run(args).map(|_| ()),
+        Command::Table(args) => table::table(args),
+        Command::Plot(args) => plot::plot(args),
         Command::Backends => {
             list_backends();
             Ok(())

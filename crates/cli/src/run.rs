@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use haltlab_eval::results::{format_time, write_atomic};
+use haltlab_eval::results::{format_time, history_line, write_atomic};
 use haltlab_eval::{RunResult, RunStatus, SCHEMA_VERSION, create_run_dir, write_json_atomic};
 use haltlab_training::{Recipe, TrainingOutcome, mnist_exits, parity_act};
 
 use crate::backend::{Backend, create_device};
+use crate::history::HistoryMonitor;
 use crate::progress::ProgressMonitor;
 
 /// Options of `haltlab run`.
@@ -73,7 +74,9 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
     write_atomic(&run_dir.join("recipe.toml"), recipe_toml.as_bytes())?;
     tracing::info!(run_dir = %run_dir.display(), backend = args.backend.name(), "run started");
 
-    let mut monitor = ProgressMonitor::new(args.quiet);
+    let mut progress = ProgressMonitor::new(args.quiet);
+    let history_path = run_dir.join("history.jsonl");
+    let mut monitor = HistoryMonitor::create(&history_path, &mut progress)?;
     let outcome = match &mnist_data {
         Some(data) => mnist_exits::train(&recipe, data, &device, &mut monitor),
         None => parity_act::train(&recipe, &device, &mut monitor),
@@ -86,12 +89,14 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
                 reason: error.to_string(),
             },
             TrainingOutcome {
-                history: Vec::new(),
+                // The epochs that finished before the failure, as streamed to history.jsonl.
+                history: std::mem::take(&mut monitor.records),
                 evaluation: Default::default(),
                 training_seconds: clock.elapsed().as_secs_f64(),
             },
         ),
     };
+    drop(monitor);
 
     let result = RunResult {
         schema_version: SCHEMA_VERSION,
@@ -113,7 +118,9 @@ pub fn run(args: &RunArgs) -> Result<PathBuf> {
     };
     let result_path = run_dir.join("result.json");
     write_json_atomic(&result_path, &result)?;
-    write_history(&run_dir.join("history.jsonl"), &result)?;
+    // The streamed file already holds these lines; rewriting it whole repairs it if an append
+    // failed during training.
+    write_history(&history_path, &result)?;
 
     print_summary(&result, &result_path);
     if let RunStatus::Failed { reason } = status {
@@ -136,8 +143,7 @@ fn recipe_name(path: &Path) -> String {
 fn write_history(path: &Path, result: &RunResult) -> Result<()> {
     let mut bytes = Vec::new();
     for record in &result.history {
-        serde_json::to_writer(&mut bytes, record).context("failed to encode the history")?;
-        bytes.push(b'\n');
+        bytes.extend(history_line(record).context("failed to encode the history")?);
     }
     write_atomic(path, &bytes)?;
     Ok(())

@@ -2,9 +2,9 @@
 //!
 //! Text uses DejaVu Sans, bundled in `assets/` (Bitstream Vera licence, see
 //! `assets/DejaVuSans-LICENSE.txt`), through plotters' `ab_glyph` feature, so no system font
-//! library is needed. Runs of one task family share each figure; each method is one legend
-//! entry, its seeds averaged (curves) or pooled (histograms) or drawn as separate points
-//! (accuracy–compute).
+//! library is needed. Runs of one task family share each figure, and each method is one legend
+//! entry. Seeds are averaged in curves, pooled in histograms and drawn as separate points in
+//! the accuracy–compute figure.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -605,9 +605,17 @@ fn draw<DB: DrawingBackend>(figure: &Figure, root: &DrawingArea<DB, Shift>) -> R
         } => {
             let epochs = shares.len();
             let steps = shares.iter().map(Vec::len).max().unwrap_or(1).max(1);
+            // The darkest colour is the largest share in the figure, so that spread-out
+            // distributions stay visible.
+            let largest = shares
+                .iter()
+                .flatten()
+                .copied()
+                .fold(0.0, f64::max)
+                .max(1e-9);
             let mut chart = chart(
                 root,
-                &format!("{title} (colour: share of samples, white 0 % to dark 100 %)"),
+                &format!("{title} (share: white 0 %, dark {largest:.0} %)"),
                 0.5..epochs as f64 + 0.5,
                 0.5..steps as f64 + 0.5,
             )?;
@@ -630,7 +638,7 @@ fn draw<DB: DrawingBackend>(figure: &Figure, root: &DrawingArea<DB, Shift>) -> R
                         let y = step as f64 + 1.0;
                         Rectangle::new(
                             [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)],
-                            heat(share / 100.0).filled(),
+                            heat(share / largest).filled(),
                         )
                     })
                 }))

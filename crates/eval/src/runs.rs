@@ -1,9 +1,9 @@
 //! Finding and reading the runs that tables and figures summarise.
 //!
 //! Inputs are result files, run directories, directories of run directories, or glob patterns.
-//! A directory is searched recursively for `result.json`; a run directory that holds
-//! `history.jsonl` and `recipe.toml` but no `result.json` yet is a run still training, read for
-//! its training curves only.
+//! A directory is searched recursively for `result.json`. A run directory that contains
+//! `history.jsonl` and `recipe.toml` but no `result.json` yet is a run still training, which is
+//! read for its training curves only.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -112,8 +112,9 @@ impl Run {
         }
     }
 
-    /// The result file merged over a raw JSON value: looks up a dotted path such as
-    /// `evaluation.test.flop_fraction`. Absent keys and non-numbers give `None`.
+    /// Looks up a number in the result file by a dotted path such as
+    /// `evaluation.test.flop_fraction`. Absent keys, non-numbers and non-finite values give
+    /// `None`.
     pub fn number(&self, path: &str) -> Option<f64> {
         let mut value = &self.raw;
         for key in path.split('.') {
