@@ -39,3 +39,9 @@ parity-compare *ARGS: build
         if [ "$arg" = "--full" ]; then set_file=experiments/parity_compare_full.toml; else args+=("$arg"); fi
     done
     "$CARGO_TARGET_DIR/release/haltlab" compare "$set_file" "${args[@]}"
+
+# Rerun the parity and early-exit recipes for each seed, then regenerate the tables and figures
+# under docs/figures/ and the table in docs/reports.md (scripts/reproduce.sh does the work).
+# `args` is passed to every `haltlab run`, such as args="--epochs 5" for a quick check.
+reproduce data="../shared/data/mnist_5k.csv.gz" seeds="1 2 3" args="":
+    scripts/reproduce.sh "{{data}}" "{{seeds}}" "{{args}}"

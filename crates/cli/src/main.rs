@@ -1,10 +1,13 @@
-//! The `haltlab` command: runs experiment recipes and lists backends.
+//! The `haltlab` command: runs experiment recipes, tabulates and plots their results, and
+//! lists backends.
 
 mod backend;
 mod bench_exits;
 mod compare;
+mod plot;
 mod progress;
 mod run;
+mod table;
 
 use std::process::ExitCode;
 
@@ -29,6 +32,10 @@ enum Command {
     BenchExits(run::RunArgs),
     /// Train a set of parity recipes over seeds and write a comparison table.
     Compare(compare::CompareArgs),
+    /// Summarise result files as a table, seeds aggregated as mean ± std.
+    Table(table::TableArgs),
+    /// Draw figures of result files as SVG and PNG.
+    Plot(plot::PlotArgs),
     /// List the backends compiled into this binary and whether each can create its device.
     Backends,
 }
@@ -47,6 +54,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args).map(|(end, _)| end),
         Command::BenchExits(args) => bench_exits::bench_exits(args).map(|_| run::RunEnd::Completed),
         Command::Compare(args) => compare::compare(args).map(|_| run::RunEnd::Completed),
+        Command::Table(args) => table::table(args).map(|()| run::RunEnd::Completed),
+        Command::Plot(args) => plot::plot(args).map(|()| run::RunEnd::Completed),
         Command::Backends => {
             list_backends();
             Ok(run::RunEnd::Completed)

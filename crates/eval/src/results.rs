@@ -19,6 +19,9 @@ use crate::metrics::Histogram;
 /// Version of the result schema written by this build. Version 1 is the first.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Oldest result schema version this build still reads.
+pub const OLDEST_READABLE_SCHEMA: u32 = 1;
+
 /// An error while writing or reading result files.
 #[derive(Debug, Error)]
 pub enum ResultError {
@@ -32,6 +35,18 @@ pub enum ResultError {
     Encode {
         path: PathBuf,
         source: serde_json::Error,
+    },
+    #[error("failed to read {path}: {message}")]
+    Decode { path: PathBuf, message: String },
+    #[error(
+        "{path} has result schema version {found}, but this haltlab reads versions {oldest} to \
+         {newest}; read it with the haltlab version that wrote it, or rerun the recipe"
+    )]
+    UnsupportedSchema {
+        path: PathBuf,
+        found: String,
+        oldest: u32,
+        newest: u32,
     },
 }
 
@@ -118,6 +133,10 @@ pub struct Evaluation {
     /// Failure modes detected in this run, each with its evidence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<FailureFlag>,
+    /// Accuracy–compute points of the same trained model under several exit settings (such as
+    /// a threshold sweep), in any order; `haltlab plot` draws them with the Pareto frontier.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<SweepPoint>,
 }
 
 /// A failure mode of a halting run.
@@ -140,6 +159,17 @@ pub struct FailureFlag {
     pub kind: FailureKind,
     /// What was measured, in words and numbers.
     pub evidence: String,
+}
+
+/// One operating point of a sweep over an exit setting.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// Value of the swept setting, such as the confidence threshold.
+    pub threshold: f64,
+    /// Accuracy of the hard predictions at this setting, as a fraction in [0, 1].
+    pub accuracy: f64,
+    /// Mean FLOPs per sample divided by the FLOPs of the full network, in [0, 1].
+    pub flop_fraction: f64,
 }
 
 impl Evaluation {
@@ -182,6 +212,89 @@ pub struct RunResult {
     pub history: Vec<EpochRecord>,
     /// Evaluations keyed by split name, such as `test` or `extrapolation`.
     pub evaluation: BTreeMap<String, Evaluation>,
+}
+
+impl RunResult {
+    /// Reads a `result.json` file. A file without `schema_version`, or with a version outside
+    /// [`OLDEST_READABLE_SCHEMA`]..=[`SCHEMA_VERSION`], is rejected with a message naming the
+    /// version found. Keys this build does not know are ignored, so files with optional
+    /// fields added later within the same version still load.
+    pub fn load(path: &Path) -> Result<RunResult, ResultError> {
+        let text = fs::read_to_string(path).map_err(|source| ResultError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses the text of a result file; `path` is used only in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<RunResult, ResultError> {
+        let decode = |message: String| ResultError::Decode {
+            path: path.to_path_buf(),
+            message,
+        };
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|error| decode(format!("not valid JSON: {error}")))?;
+        let unsupported = |found: String| ResultError::UnsupportedSchema {
+            path: path.to_path_buf(),
+            found,
+            oldest: OLDEST_READABLE_SCHEMA,
+            newest: SCHEMA_VERSION,
+        };
+        match value.get("schema_version") {
+            None => {
+                return Err(unsupported(
+                    "(none: the key `schema_version` is missing)".into(),
+                ));
+            }
+            Some(version) => match version.as_u64() {
+                Some(v) if (OLDEST_READABLE_SCHEMA as u64..=SCHEMA_VERSION as u64).contains(&v) => {
+                }
+                _ => return Err(unsupported(version.to_string())),
+            },
+        }
+        serde_json::from_value(value).map_err(|error| decode(error.to_string()))
+    }
+}
+
+/// Reads a training history written as JSON Lines, one [`EpochRecord`] per line.
+///
+/// The file grows while a run trains; a final line without its newline is a write in progress
+/// or cut short by a crash, and is ignored. Any other line that does not parse is an error.
+pub fn read_history(path: &Path) -> Result<Vec<EpochRecord>, ResultError> {
+    let text = fs::read_to_string(path).map_err(|source| ResultError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_history(&text, path)
+}
+
+/// Parses the text of a history file; `path` is used only in error messages.
+pub fn parse_history(text: &str, path: &Path) -> Result<Vec<EpochRecord>, ResultError> {
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    complete
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            serde_json::from_str(line).map_err(|error| ResultError::Decode {
+                path: path.to_path_buf(),
+                message: format!("line {}: {error}", index + 1),
+            })
+        })
+        .collect()
+}
+
+/// Encodes one history record as a JSON line, newline included.
+pub fn history_line(record: &EpochRecord) -> Result<Vec<u8>, serde_json::Error> {
+    let mut bytes = serde_json::to_vec(record)?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
 /// Formats a time as RFC 3339 in UTC, to the second.
@@ -307,6 +420,65 @@ mod tests {
             .map(|entry| entry.unwrap().file_name())
             .collect();
         assert_eq!(leftovers.len(), 1, "temporary files left: {leftovers:?}");
+    }
+
+    fn minimal_result(version: &str) -> String {
+        format!(
+            r#"{{"schema_version": {version}, "status": {{"state": "completed"}},
+            "recipe_name": "r", "recipe_path": "r.toml", "recipe": {{}},
+            "haltlab_version": "0.1.0", "burn_version": "0.22.1", "backend": "flex",
+            "device": "cpu", "seed": 1, "git_commit": null, "started_at": "x",
+            "wall_seconds": 1.0, "training_seconds": 1.0, "history": [], "evaluation": {{}},
+            "a_key_from_the_future": 3}}"#
+        )
+    }
+
+    #[test]
+    fn current_schema_loads_and_ignores_new_optional_keys() {
+        let result = RunResult::parse(&minimal_result("1"), Path::new("r.json")).unwrap();
+        assert_eq!(result.schema_version, 1);
+        assert_eq!(result.status, RunStatus::Completed);
+    }
+
+    #[test]
+    fn unknown_schema_version_is_rejected_by_name() {
+        let error = RunResult::parse(&minimal_result("99"), Path::new("old/result.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("old/result.json"), "{error}");
+        assert!(error.contains("schema version 99"), "{error}");
+        assert!(error.contains("versions 1 to 1"), "{error}");
+        let missing = RunResult::parse(r#"{"status": 1}"#, Path::new("x.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("`schema_version` is missing"), "{missing}");
+        let wrong_type = RunResult::parse(&minimal_result("\"one\""), Path::new("x.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            wrong_type.contains("schema version \"one\""),
+            "{wrong_type}"
+        );
+    }
+
+    #[test]
+    fn history_reader_ignores_only_a_truncated_last_line() {
+        let record = EpochRecord {
+            epoch: 1,
+            loss: 0.5,
+            ..EpochRecord::default()
+        };
+        let mut text = String::from_utf8(history_line(&record).unwrap()).unwrap();
+        text.push_str(&String::from_utf8(history_line(&record).unwrap()).unwrap());
+        let whole = parse_history(&text, Path::new("h")).unwrap();
+        assert_eq!(whole.len(), 2);
+        text.push_str("{\"epoch\": 3, \"lo");
+        assert_eq!(parse_history(&text, Path::new("h")).unwrap(), whole);
+        let broken = "{\"epoch\": 3}\n".to_owned() + &text;
+        let error = parse_history(&broken, Path::new("h"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("line 1"), "{error}");
     }
 
     #[test]

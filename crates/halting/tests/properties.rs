@@ -1,11 +1,15 @@
 //! Property tests of the halting math on random halting values and step outputs, and checks on
 //! extreme inputs.
 
+use burn::tensor::Int;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use haltlab_halting::act::act_halting;
+use haltlab_halting::hard::{CompactStep, HardRule, run_hard};
 use haltlab_halting::pondernet::{halting_distribution, kl_to_geometric_prior};
 use proptest::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 fn device() -> Device {
     Device::flex()
@@ -33,8 +37,66 @@ fn halting_batch() -> impl Strategy<Value = (usize, usize, Vec<f32>)> {
     })
 }
 
+/// A model over a fixed table of halting signals: row i emits output 100·i + n and signal
+/// `signals[i][n − 1]` at step n, computing only the rows still in its batch.
+struct TableModel {
+    signals: Vec<Vec<f32>>,
+    rows: Vec<usize>,
+}
+
+impl CompactStep for TableModel {
+    fn step(&mut self, step: usize) -> (Tensor<2>, Tensor<1>) {
+        let rows = self.rows.len();
+        let outputs: Vec<f32> = self.rows.iter().map(|&i| (100 * i + step) as f32).collect();
+        let signal: Vec<f32> = self
+            .rows
+            .iter()
+            .map(|&i| self.signals[i][step - 1])
+            .collect();
+        (
+            Tensor::from_data(TensorData::new(outputs, [rows, 1]), &device()),
+            Tensor::from_data(TensorData::new(signal, [rows]), &device()),
+        )
+    }
+
+    fn retain(&mut self, keep: Tensor<1, Int>) {
+        let keep = keep
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .expect("int tensor");
+        self.rows = keep.iter().map(|&k| self.rows[k as usize]).collect();
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn compaction_equals_masked_computation(
+        (rows, steps, signals) in halting_batch(),
+        threshold in 0.05f64..0.95,
+    ) {
+        let table: Vec<Vec<f32>> = signals.chunks(steps).map(<[f32]>::to_vec).collect();
+        // The uncompacted computation: every row runs all M steps, and a mask keeps the output
+        // of its first step whose signal reaches the threshold (or of step M).
+        let expected_steps: Vec<usize> = table
+            .iter()
+            .map(|row| row.iter().position(|&s| s as f64 >= threshold).map_or(steps, |n| n + 1))
+            .collect();
+        let expected_outputs: Vec<f32> = expected_steps
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (100 * i + n) as f32)
+            .collect();
+
+        let mut model = TableModel { signals: table, rows: (0..rows).collect() };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let run = run_hard(&mut model, rows, steps, HardRule::Signal { threshold }, &mut rng).unwrap();
+        prop_assert_eq!(&run.halting_steps, &expected_steps);
+        prop_assert_eq!(values(run.outputs), expected_outputs);
+        prop_assert_eq!(run.sample_steps, expected_steps.iter().sum::<usize>());
+    }
 
     #[test]
     fn act_weights_form_distribution((rows, steps, h) in halting_batch(), epsilon in 0.001f64..0.5) {

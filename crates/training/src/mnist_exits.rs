@@ -250,7 +250,13 @@ fn fit<M: Module + ExitStages>(
             exit_losses.push(per_sample);
         }
         if let GateTraining::Pondernet = exits.gate {
-            loss = loss + pondernet_depth_loss(gates, exit_losses, exits)?;
+            // Delayed activation: `[schedule.regulariser]` scales the gates' halting loss.
+            let gate_weight = recipe
+                .schedule
+                .as_ref()
+                .and_then(|schedules| schedules.regulariser)
+                .map_or(1.0, |schedule| schedule.value(progress.step));
+            loss = loss + pondernet_depth_loss(gates, exit_losses, exits)?.mul_scalar(gate_weight);
         }
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         check_finite("training loss", loss_value, epoch, step)?;
@@ -286,6 +292,14 @@ fn fit<M: Module + ExitStages>(
                 halting_histogram: validation.halting_histogram.clone(),
                 expected_compute: None,
                 elapsed_seconds: progress.seconds_before + started.elapsed().as_secs_f64(),
+                schedule: recipe
+                    .schedule
+                    .as_ref()
+                    .and_then(|schedules| schedules.regulariser)
+                    .map(|schedule| {
+                        BTreeMap::from([("regulariser_weight".to_owned(), schedule.value(step))])
+                    })
+                    .unwrap_or_default(),
                 ..EpochRecord::default()
             };
             monitor.epoch(&record);
@@ -336,6 +350,17 @@ fn fit<M: Module + ExitStages>(
         &device.clone().without_autodiff(),
     )?;
     if let Some(test) = evaluation.get_mut("test") {
+        // The confidence rule's sweep is the accuracy–compute curve that `haltlab plot` draws.
+        test.sweep = report
+            .sweep
+            .iter()
+            .filter(|point| point.rule == "confidence")
+            .map(|point| haltlab_eval::SweepPoint {
+                threshold: point.threshold,
+                accuracy: point.accuracy,
+                flop_fraction: point.flop_fraction,
+            })
+            .collect();
         test.exit_report = Some(report);
     }
     Ok(TrainingOutcome {

@@ -580,12 +580,41 @@ impl Recipe {
             self.validate_parity(parity, &invalid)?;
         }
         if self.mnist.is_some() {
-            if self.inference.is_some() || self.schedule.is_some() {
+            if self.inference.is_some() {
                 return Err(invalid(
-                    "inference, schedule",
+                    "inference",
                     "present".into(),
-                    "no [inference] or [schedule] section with [mnist]; they apply to parity pondering",
+                    "no [inference] section with [mnist]; the exit rule is set in [exits]",
                 ));
+            }
+            if let Some(schedules) = &self.schedule {
+                let gated = self
+                    .exits
+                    .as_ref()
+                    .is_some_and(|exits| exits.gate != GateTraining::None);
+                if schedules.temperature.is_some() {
+                    return Err(invalid(
+                        "schedule.temperature",
+                        "present".into(),
+                        "no temperature schedule with [mnist]; exit gates use no relaxation",
+                    ));
+                }
+                if let Some(regulariser) = &schedules.regulariser {
+                    if !gated {
+                        return Err(invalid(
+                            "schedule.regulariser",
+                            "present".into(),
+                            "a regulariser schedule only with gate = \"pondernet\", whose halting loss it scales",
+                        ));
+                    }
+                    if let Some(problem) = regulariser.problem() {
+                        return Err(invalid(
+                            "schedule.regulariser",
+                            format!("{regulariser:?}"),
+                            &problem,
+                        ));
+                    }
+                }
             }
             self.validate_mnist(&invalid)?;
         }

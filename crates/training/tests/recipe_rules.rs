@@ -215,3 +215,19 @@ mod fuzz {
         }
     }
 }
+
+const GATE_SCHEDULE: &str = "\n[schedule.regulariser]\nshape = \"linear\"\nstart = 0.0\nend = 1.0\nstart_step = 10\nend_step = 50\n";
+
+#[test]
+fn exit_gate_schedule_accepted() {
+    let text =
+        MNIST.replace("threshold = 0.9", "threshold = 0.9\ngate = \"pondernet\"") + GATE_SCHEDULE;
+    let recipe = Recipe::parse(&text, Path::new(FILE)).unwrap();
+    recipe.validate(Path::new(FILE)).unwrap();
+}
+
+#[test]
+fn exit_schedule_needs_gate() {
+    let message = rejection(&format!("{MNIST}{GATE_SCHEDULE}"));
+    assert_mentions(&message, &["schedule.regulariser", "gate = \"pondernet\""]);
+}

@@ -185,3 +185,21 @@ fn non_finite_loss_stops_run() {
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
     assert_eq!(state["step"].as_u64(), Some(step - 1));
 }
+
+#[test]
+fn training_lowers_the_loss() {
+    // Two-element parity (XOR of the signs) is learnable in a few hundred steps, so the mean
+    // loss of the last epoch must end far below the first epoch's, which starts near ln 2.
+    let text = SMALL_PARITY
+        .replace("length = 4", "length = 2")
+        .replace("train_nonzeros = [1, 4]", "train_nonzeros = [1, 2]")
+        .replace("eval_nonzeros = [1, 4]", "eval_nonzeros = [1, 2]")
+        .replace("epochs = 3", "epochs = 8")
+        .replace("steps_per_epoch = 5", "steps_per_epoch = 40");
+    let recipe = recipe(&text);
+    let outcome = train(&recipe, None, false, &mut SilentMonitor).unwrap();
+    let first = outcome.history.first().unwrap().loss;
+    let last = outcome.history.last().unwrap().loss;
+    assert!(first > 0.5, "first epoch loss {first} is not near ln 2");
+    assert!(last < 0.5 * first, "loss went from {first} to {last} only");
+}
