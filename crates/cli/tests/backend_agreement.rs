@@ -5,6 +5,10 @@
 //! operations agree to about 1e-6 relative and a few dozen optimiser steps drift further; the
 //! limits below leave a margin over what lavapipe (Mesa 22.3) showed.
 //!
+//! NOTE: each backend draws the initial weights from its own random generator, so the training
+//! comparison starts from different weights of the same distribution; it checks that training
+//! behaves alike, not that the trajectories are identical.
+//!
 //! wgpu is tested when its device can be created. Set `HALTLAB_REQUIRE_WGPU=1` (CI does) to make
 //! a missing wgpu device a failure instead of a skipped comparison.
 

@@ -32,6 +32,16 @@ batch_size = 16
 learning_rate = 0.01
 "#;
 
+/// Burn's flex backend seeds one random generator for the whole process, so tests that
+/// initialise models from a seed and compare the results run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn recipe(text: &str) -> Recipe {
     let recipe = Recipe::parse(text, Path::new("test.toml")).expect("test recipe parses");
     recipe
@@ -86,6 +96,7 @@ impl Monitor for StopAfter {
 
 #[test]
 fn same_seed_same_metrics() {
+    let _serial = serial();
     let recipe = recipe(SMALL_PARITY);
     let first = train(&recipe, None, false, &mut SilentMonitor).unwrap();
     let second = train(&recipe, None, false, &mut SilentMonitor).unwrap();
@@ -95,6 +106,7 @@ fn same_seed_same_metrics() {
 
 #[test]
 fn resumed_run_matches_uninterrupted() {
+    let _serial = serial();
     let recipe = recipe(SMALL_PARITY);
     let uninterrupted = train(&recipe, None, false, &mut SilentMonitor).unwrap();
 
@@ -131,6 +143,7 @@ fn resumed_run_matches_uninterrupted() {
 
 #[test]
 fn resume_without_checkpoint_fails() {
+    let _serial = serial();
     let recipe = recipe(SMALL_PARITY);
     let run_dir = tempfile::tempdir().unwrap();
     let error = train(
@@ -146,6 +159,7 @@ fn resume_without_checkpoint_fails() {
 
 #[test]
 fn non_finite_loss_stops_run() {
+    let _serial = serial();
     // A learning rate of 1e38 makes Adam move every weight by about 1e38 per step, so within a few steps
     // the loss or a gradient of a later step is no longer finite.
     let text = SMALL_PARITY.replace(
@@ -188,6 +202,7 @@ fn non_finite_loss_stops_run() {
 
 #[test]
 fn training_lowers_the_loss() {
+    let _serial = serial();
     // Two-element parity (XOR of the signs) is learnable in a few hundred steps, so the mean
     // loss of the last epoch must end far below the first epoch's, which starts near ln 2.
     let text = SMALL_PARITY
