@@ -1,9 +1,9 @@
 //! The result file of a run and how it is written.
 //!
 //! A run directory is `results/<recipe>/<run-id>/`. It is created with `create_dir`, so a run
-//! never writes into another run's directory, and every file in it is written to a temporary
-//! file in the same directory and renamed into place, so a crash leaves either the previous
-//! complete file or the new complete file.
+//! never writes into another run's directory. Every file in it is written to a temporary file
+//! in the same directory and renamed into place, so a crash leaves either the previous complete
+//! file or the new complete file.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};

@@ -83,7 +83,7 @@ pub struct PonderNetwork {
     hidden_size: usize,
 }
 
-/// What one pondering step produces.
+/// Outputs of one pondering step.
 #[derive(Debug, Clone)]
 pub struct PonderStep {
     /// State sₙ. `[batch, hidden]`
@@ -147,7 +147,7 @@ impl PonderNetwork {
         }
     }
 
-    /// The zero state s₀ for a batch.
+    /// Returns the zero state s₀ for a batch.
     pub fn initial_state(&self, batch: usize, device: &Device) -> Tensor<2> {
         Tensor::zeros([batch, self.hidden_size], device)
     }
@@ -343,7 +343,8 @@ mod tests {
             let forward = network.forward_act(inputs(&device), 5, 0.01).unwrap();
             assert_eq!(forward.logits.dims(), [2, 2]);
             assert_eq!(forward.halting.weights.dims(), [2, forward.steps_run]);
-            assert!(forward.steps_run >= 1 && forward.steps_run <= 5);
+            assert!(forward.steps_run >= 1);
+            assert!(forward.steps_run <= 5);
         }
     }
 

@@ -2,7 +2,7 @@
 //!
 //! A checkpoint is three files in `RUN_DIR/checkpoint/`: `model-<step>.bpk` and
 //! `optimizer-<step>.bpk` (Burn's burnpack records), then `state.json`, which names the step and
-//! holds the loop's progress (epoch, partial sums, history). Every file is written to a
+//! contains the loop's progress (epoch, partial sums, history). Every file is written to a
 //! temporary file and renamed into place, and `state.json` is renamed last, so a crash at any
 //! moment leaves `state.json` pointing at the previous complete checkpoint. Record files of
 //! older steps are removed only after the new `state.json` is in place.
@@ -23,7 +23,7 @@ use crate::{Monitor, TrainingError};
 /// Name of the checkpoint directory inside a run directory.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 
-/// Where and how often a training loop saves checkpoints.
+/// Checkpoint location and schedule of a training loop.
 #[derive(Debug, Clone)]
 pub struct Checkpointer {
     dir: PathBuf,
@@ -48,12 +48,12 @@ impl Checkpointer {
         }
     }
 
-    /// Directory that holds the checkpoint files.
+    /// Directory of the checkpoint files.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Whether the periodic schedule asks for a checkpoint after `step`.
+    /// Returns whether the periodic schedule requests a checkpoint after `step`.
     pub fn due(&self, step: u64) -> bool {
         self.every_steps.is_some_and(|every| step % every == 0)
     }
@@ -99,7 +99,7 @@ impl Checkpointer {
     }
 
     /// Loads the latest checkpoint into `model` and `optimizer`, or returns `None` when the
-    /// directory holds no checkpoint.
+    /// directory contains no checkpoint.
     pub fn load<M: Module, S: DeserializeOwned>(
         &self,
         model: M,
@@ -194,7 +194,7 @@ pub fn restore<M: Module, S: DeserializeOwned + Default>(
     }
 }
 
-/// Saves a checkpoint after `step` when the schedule asks for one, at the last step, or when
+/// Saves a checkpoint after `step` when the schedule requests one, at the last step, or when
 /// the monitor requests a stop. A stop before the last step then ends the run with
 /// [`TrainingError::Interrupted`].
 ///

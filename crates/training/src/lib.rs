@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use burn::tensor::Device;
 use haltlab_eval::{EpochRecord, Evaluation};
 
-/// What a finished training run hands back for its result file.
+/// Outcome of a finished training run, which the caller writes to its result file.
 #[derive(Debug, Clone)]
 pub struct TrainingOutcome {
     pub history: Vec<EpochRecord>,
@@ -38,13 +38,13 @@ pub struct TrainingOutcome {
     pub training_seconds: f64,
 }
 
-/// What a training loop needs from its caller besides the recipe.
+/// Inputs of a training loop besides the recipe.
 pub struct RunContext<'a> {
     /// Device to train and evaluate on; the loop adds autodiff for training itself.
     pub device: Device,
     /// Progress reporting and the stop request (Ctrl-C).
     pub monitor: &'a mut dyn Monitor,
-    /// Where checkpoints go; `None` trains without them.
+    /// Checkpoint directory and schedule. `None` trains without checkpoints.
     pub checkpoints: Option<Checkpointer>,
     /// Continue from the checkpoint in `checkpoints` instead of starting afresh.
     pub resume: bool,

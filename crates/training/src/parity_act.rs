@@ -67,14 +67,7 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
         checkpoints,
         resume,
     } = context;
-    let parity = recipe
-        .parity
-        .as_ref()
-        .ok_or(TrainingError::MissingSection("parity"))?;
-    let ponder = recipe
-        .ponder
-        .as_ref()
-        .ok_or(TrainingError::MissingSection("ponder"))?;
+    let (parity, ponder) = parity_sections(recipe)?;
     let halting = recipe
         .halting
         .as_ref()
@@ -230,6 +223,21 @@ pub(crate) fn init_network(
         })
         .with_halting_bias(ponder.halting_bias)
         .init(device)
+}
+
+/// Returns the `[parity]` and `[ponder]` sections that every parity method needs.
+pub(crate) fn parity_sections(
+    recipe: &Recipe,
+) -> Result<(&ParityTask, &PonderModel), TrainingError> {
+    let parity = recipe
+        .parity
+        .as_ref()
+        .ok_or(TrainingError::MissingSection("parity"))?;
+    let ponder = recipe
+        .ponder
+        .as_ref()
+        .ok_or(TrainingError::MissingSection("ponder"))?;
+    Ok((parity, ponder))
 }
 
 /// Evaluates ACT predictions on a batch of vectors, in chunks of [`EVAL_BATCH`].

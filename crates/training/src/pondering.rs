@@ -31,7 +31,7 @@ use crate::guard::check_finite_gradients;
 use crate::loss::cross_entropy_per_sample;
 use crate::parity_act::{
     EVAL_BATCH, EVALUATION_STREAM, VALIDATION_STREAM, argmax, batch_tensors, count_correct,
-    init_network, slice_rows, summarise,
+    init_network, parity_sections, slice_rows, summarise,
 };
 use crate::recipe::{Baseline, HaltingMethod, Recipe};
 use crate::{Monitor, RunContext, TrainingError, TrainingOutcome, parity_act};
@@ -117,14 +117,7 @@ fn train_pondering(
     device: &Device,
     monitor: &mut dyn Monitor,
 ) -> Result<TrainingOutcome, TrainingError> {
-    let parity = recipe
-        .parity
-        .as_ref()
-        .ok_or(TrainingError::MissingSection("parity"))?;
-    let ponder = recipe
-        .ponder
-        .as_ref()
-        .ok_or(TrainingError::MissingSection("ponder"))?;
+    let (parity, ponder) = parity_sections(recipe)?;
     let training = &recipe.training;
     let steps_per_epoch = training.steps_per_epoch.unwrap_or(1) as u64;
     let max_steps = method.max_steps();
