@@ -1,22 +1,25 @@
 //! Checks the loaders against the real digit files kept in `shared/data` next to the repository.
 //! These tests fail, rather than skip, when a file is missing.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use haltlab_data::images::{CsvLayout, ImageSet, load_csv, split};
 use haltlab_data::shift::resize;
 
-const MNIST_5K: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/mnist_5k.csv.gz"
-);
-const UCI_DIGITS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/uci_digits.csv.gz"
-);
+const MNIST_5K: &str = "mnist_5k.csv.gz";
+const UCI_DIGITS: &str = "uci_digits.csv.gz";
 
-fn load(path: &str, layout: CsvLayout) -> ImageSet {
-    let path = Path::new(path);
+/// The crate's directory, read when the test runs. A test binary reused from a shared build
+/// cache (`CARGO_TARGET_DIR`) keeps the compile-time path of the checkout that built it.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
+/// Loads `name` from `shared/data`.
+fn load(name: &str, layout: CsvLayout) -> ImageSet {
+    let path = manifest_dir().join("../../../shared/data").join(name);
+    let path = path.as_path();
     assert!(
         path.is_file(),
         "missing real data file {}; check out the repository next to the shared/ folder",
