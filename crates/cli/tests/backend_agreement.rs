@@ -1,13 +1,14 @@
 //! The same halting functions and a short training run on every compiled backend give the same
 //! results as `flex` within a relative tolerance.
 //!
-//! Tolerances: GPU reductions sum in a different order than the CPU backends, so single
-//! operations agree to about 1e-6 relative and a few dozen optimiser steps drift further; the
-//! limits below leave a margin over what lavapipe (Mesa 22.3) showed.
-//!
-//! NOTE: each backend draws the initial weights from its own random generator, so the training
-//! comparison starts from different weights of the same distribution; it checks that training
-//! behaves alike, not that the trajectories are identical.
+//! Training runs draw their initial weights on flex for every backend
+//! (`parity_act::host_initialised`) and their data from seeded host streams, so the short runs
+//! start from the same weights and see the same batches; the remaining differences are
+//! floating-point rounding. GPU reductions sum in a different order than the CPU backends, so
+//! single operations agree to about 1e-6 relative; over 30 optimiser steps the per-epoch losses
+//! on ndarray and lavapipe (Mesa 22.3) stayed within 2e-7 (relative) of flex. The tolerances
+//! below leave a wide margin for other GPUs and drivers. A halting decision that flips near its
+//! threshold can change a prediction, hence the accuracy tolerance of 1% (2 of 200 vectors).
 //!
 //! wgpu is tested when its device can be created. Set `HALTLAB_REQUIRE_WGPU=1` (CI does) to make
 //! a missing wgpu device a failure instead of a skipped comparison.
@@ -19,12 +20,14 @@ use burn::tensor::{Device, Tensor, TensorData};
 use haltlab_halting::act::act_halting;
 use haltlab_halting::exits::max_softmax_confidence;
 use haltlab_halting::pondernet::{halting_distribution, kl_to_geometric_prior};
-use haltlab_training::{Recipe, RunContext, SilentMonitor, parity_act};
+use haltlab_training::{Recipe, RunContext, SilentMonitor, pondering};
 
 /// Relative tolerance of single halting functions.
 const FUNCTION_TOLERANCE: f32 = 1e-4;
-/// Relative tolerance of losses after a short training run.
-const TRAINING_TOLERANCE: f64 = 2e-2;
+/// Relative tolerance of per-epoch losses in a short training run.
+const TRAINING_TOLERANCE: f64 = 1e-3;
+/// Largest difference in test accuracy (a fraction) after a short training run.
+const ACCURACY_TOLERANCE: f64 = 0.01;
 
 fn wgpu_required() -> bool {
     std::env::var("HALTLAB_REQUIRE_WGPU").is_ok_and(|value| value == "1")
@@ -126,9 +129,20 @@ batch_size = 32
 learning_rate = 0.003
 "#;
 
-fn short_run(device: Device) -> Vec<f64> {
-    let recipe = Recipe::parse(SHORT_RUN, Path::new("short.toml")).expect("recipe parses");
-    let outcome = parity_act::train(
+/// `[halting]` sections of the short runs: ACT, and PonderNet, whose training draws no noise.
+const SHORT_METHODS: [&str; 2] = [
+    "method = \"act\"\nmax_steps = 4\nponder_weight = 0.01",
+    "method = \"pondernet\"\nmax_steps = 4\nlambda_prior = 0.3\nkl_weight = 0.01",
+];
+
+/// Per-epoch mean losses and the final test accuracy of a short run.
+fn short_run(device: Device, halting: &str) -> (Vec<f64>, f64) {
+    let text = SHORT_RUN.replace(
+        "method = \"act\"\nmax_steps = 4\nponder_weight = 0.01",
+        halting,
+    );
+    let recipe = Recipe::parse(&text, Path::new("short.toml")).expect("recipe parses");
+    let outcome = pondering::train(
         &recipe,
         RunContext {
             device,
@@ -138,19 +152,36 @@ fn short_run(device: Device) -> Vec<f64> {
         },
     )
     .expect("short run trains");
-    outcome.history.iter().map(|record| record.loss).collect()
+    let losses = outcome.history.iter().map(|record| record.loss).collect();
+    (
+        losses,
+        outcome.evaluation["test"]
+            .soft_accuracy
+            .unwrap_or(outcome.evaluation["test"].accuracy),
+    )
 }
 
 #[test]
 fn short_training_agrees() {
-    let expected = short_run(Device::flex());
-    for (backend, device) in other_devices() {
-        let losses = short_run(device);
-        for (epoch, (loss, reference)) in losses.iter().zip(&expected).enumerate() {
+    for halting in SHORT_METHODS {
+        let (expected, expected_accuracy) = short_run(Device::flex(), halting);
+        for (backend, device) in other_devices() {
+            let (losses, accuracy) = short_run(device, halting);
+            for (epoch, (loss, reference)) in losses.iter().zip(&expected).enumerate() {
+                eprintln!(
+                    "{backend} {halting:?} epoch {}: relative loss difference {:.2e}",
+                    epoch + 1,
+                    (loss - reference).abs() / reference.abs()
+                );
+                assert!(
+                    (loss - reference).abs() <= TRAINING_TOLERANCE * reference.abs().max(1e-3),
+                    "{backend}, {halting}: mean loss of epoch {} is {loss}, flex gives {reference}",
+                    epoch + 1
+                );
+            }
             assert!(
-                (loss - reference).abs() <= TRAINING_TOLERANCE * reference.abs().max(1e-3),
-                "{backend}: mean loss of epoch {} is {loss}, flex gives {reference}",
-                epoch + 1
+                (accuracy - expected_accuracy).abs() <= ACCURACY_TOLERANCE,
+                "{backend}, {halting}: test accuracy {accuracy}, flex gives {expected_accuracy}"
             );
         }
     }

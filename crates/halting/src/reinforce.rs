@@ -8,6 +8,7 @@
 
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Int, Tensor};
+use serde::{Deserialize, Serialize};
 
 /// Computes log π(N) = Σ_{n<N} log(1 − σ(zₙ)) + log σ(z_N) from the halting logits, with the
 /// log σ(z_N) term dropped at N = M, where halting is forced. Uses log σ(−z) for
@@ -46,8 +47,8 @@ pub fn surrogate_loss(log_policy: Tensor<1>, reward: Tensor<1>, baseline: Tensor
 
 /// An exponential moving average of the mean reward, b ← d·b + (1 − d)·mean(R), used as a
 /// baseline that lowers the variance of REINFORCE without biasing it. The first update sets
-/// b to the first mean.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// b to the first mean. It serialises, so a checkpoint can hold its state.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MovingAverageBaseline {
     decay: f64,
     value: Option<f64>,

@@ -47,11 +47,22 @@ pub fn logistic_noise<const D: usize>(
     shape: [usize; D],
     device: &burn::tensor::Device,
 ) -> Tensor<D> {
-    let uniform = Tensor::<D>::random(
+    logistic_from_uniform(Tensor::<D>::random(
         shape,
-        Distribution::Uniform(UNIFORM_MARGIN, 1.0 - UNIFORM_MARGIN),
+        Distribution::Uniform(0.0, 1.0),
         device,
-    );
+    ))
+}
+
+/// Turns uniform draws u ∈ [0, 1] into logistic noise log u − log(1 − u). Draws closer than
+/// 1e-6 to 0 or 1 are moved to that margin, so the noise stays finite (|L| ≤ 13.9).
+///
+/// Training loops that must resume exactly draw u from their own seeded stream and call this.
+///
+/// # Shapes
+/// `uniform`: any shape; returns the same shape.
+pub fn logistic_from_uniform<const D: usize>(uniform: Tensor<D>) -> Tensor<D> {
+    let uniform = uniform.clamp(UNIFORM_MARGIN, 1.0 - UNIFORM_MARGIN);
     uniform.clone().log() - uniform.neg().add_scalar(1.0).log()
 }
 
@@ -124,6 +135,21 @@ mod tests {
             let result = gumbel_sigmoid(logits.clone(), logits.clone(), temperature, false);
             assert!(result.is_err(), "temperature {temperature}");
         }
+    }
+
+    // log u − log(1 − u): u = 0.5 gives 0, u = 0.25 gives ln(1/3) = −ln 3 and u = 0.75 gives
+    // ln 3. u = 0 and u = 1 are moved to 1e-6 and 1 − 1e-6, giving ∓ln((1 − 1e-6) / 1e-6)
+    // = ∓13.8155 instead of ∓inf.
+    #[test]
+    fn logistic_from_uniform_by_hand() {
+        let noise = to_vec(logistic_from_uniform(tensor2(&[&[
+            0.5, 0.25, 0.75, 0.0, 1.0,
+        ]])));
+        let edge = ((1.0 - 1e-6) / 1e-6f64).ln() as f32;
+        // f32 rounds 1 − 1e-6 to within 6e-8, which moves the edge value by about 0.06.
+        assert_close(&noise[..3], &[0.0, -(3f32.ln()), 3f32.ln()], 1e-5);
+        assert!((noise[3] + edge).abs() < 0.1, "{}", noise[3]);
+        assert!((noise[4] - edge).abs() < 0.1, "{}", noise[4]);
     }
 
     // Logistic noise has mean 0 and variance π²/3 ≈ 3.29; on 20,000 draws the sample mean has

@@ -50,11 +50,6 @@ pub enum TrainingError {
     #[error("checkpoint {path}: {problem}")]
     Checkpoint { path: PathBuf, problem: String },
     #[error(
-        "stopped by Ctrl-C at epoch {epoch}, step {step}; this halting method saves no \
-         checkpoints, so rerun the recipe to train it"
-    )]
-    Stopped { epoch: usize, step: u64 },
-    #[error(
         "interrupted at epoch {epoch}, step {step}; a checkpoint was saved, resume with `haltlab run --resume RUN_DIR`"
     )]
     Interrupted { epoch: usize, step: u64 },

@@ -21,7 +21,7 @@ use crate::checkpoint::{checkpoint_or_stop, restore};
 use crate::exit_analysis::{analyse, image_inputs, make_rule};
 use crate::guard::{check_finite, check_finite_gradients};
 use crate::loss::cross_entropy_per_sample;
-use crate::parity_act::argmax;
+use crate::parity_act::{argmax, learning_rate_log};
 use crate::recipe::{Architecture, ExitModel, GateTraining, LossSchedule, MnistFormat, Recipe};
 use crate::{RunContext, TrainingError, TrainingOutcome};
 use serde::{Deserialize, Serialize};
@@ -262,7 +262,8 @@ fn fit<M: Module + ExitStages>(
         check_finite("training loss", loss_value, epoch, step)?;
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
         check_finite_gradients(&model, &gradients, epoch, step)?;
-        model = optimizer.step(training.learning_rate, model, gradients);
+        let learning_rate = training.learning_rate_at(progress.step, total_steps);
+        model = optimizer.step(learning_rate, model, gradients);
         progress.step = step;
 
         let last = all_logits
@@ -282,6 +283,10 @@ fn fit<M: Module + ExitStages>(
         if step % batches_per_epoch == 0 {
             let sums = std::mem::take(&mut progress.epoch);
             let validation = evaluate(&model.valid(), &data.validation, exits, device);
+            let mut schedule = learning_rate_log(training, learning_rate);
+            if let Some(regulariser) = recipe.schedule.as_ref().and_then(|s| s.regulariser) {
+                schedule.insert("regulariser_weight".to_owned(), regulariser.value(step));
+            }
             let record = EpochRecord {
                 epoch,
                 step,
@@ -292,15 +297,7 @@ fn fit<M: Module + ExitStages>(
                 halting_histogram: validation.halting_histogram.clone(),
                 expected_compute: None,
                 elapsed_seconds: progress.seconds_before + started.elapsed().as_secs_f64(),
-                schedule: recipe
-                    .schedule
-                    .as_ref()
-                    .and_then(|schedules| schedules.regulariser)
-                    .map(|schedule| {
-                        BTreeMap::from([("regulariser_weight".to_owned(), schedule.value(step))])
-                    })
-                    .unwrap_or_default(),
-                ..EpochRecord::default()
+                schedule,
             };
             monitor.epoch(&record);
             progress.history.push(record);

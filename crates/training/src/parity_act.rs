@@ -1,9 +1,10 @@
 //! Training a ponder network with ACT on the parity task.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use haltlab_data::parity::{ParityBatch, ParityStream};
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{checkpoint_or_stop, restore};
 use crate::guard::{check_finite, check_finite_gradients};
 use crate::loss::cross_entropy_per_sample;
-use crate::recipe::{Cell, HaltingMethod, ParityTask, PonderModel, Recipe};
+use crate::recipe::{Cell, HaltingMethod, ParityTask, PonderModel, Recipe, Training};
 use crate::{RunContext, TrainingError, TrainingOutcome};
 
 /// Seed offsets that keep the validation and evaluation streams apart from the training stream
@@ -33,15 +34,46 @@ struct ActSettings {
     ponder_weight: f64,
 }
 
-/// Sums over the steps of the epoch in progress.
+/// Sums over the steps of the epoch in progress of a parity loop.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct EpochSums {
-    loss: f64,
-    correct: usize,
-    seen: usize,
-    ponder: f64,
-    steps: u64,
-    histogram: Histogram,
+pub(crate) struct EpochSums {
+    pub loss: f64,
+    pub correct: usize,
+    pub seen: usize,
+    /// Sum of the per-step mean compute: ACT's ponder cost, other methods' expected steps.
+    pub compute: f64,
+    /// Sum of the per-step mean halting regulariser (pondering loop only).
+    pub regulariser: f64,
+    pub steps: u64,
+    pub histogram: Histogram,
+    /// Schedule values of the latest step.
+    pub schedule: BTreeMap<String, f64>,
+}
+
+impl EpochSums {
+    /// Returns the epoch's record: per-step means of the sums, and the schedule values of its
+    /// last step.
+    pub(crate) fn record(
+        self,
+        epoch: usize,
+        step: u64,
+        validation_accuracy: f64,
+        elapsed_seconds: f64,
+    ) -> EpochRecord {
+        let steps = self.steps.max(1) as f64;
+        EpochRecord {
+            epoch,
+            step,
+            loss: self.loss / steps,
+            accuracy: self.correct as f64 / self.seen.max(1) as f64,
+            validation_accuracy: Some(validation_accuracy),
+            mean_halting_step: self.histogram.mean(),
+            halting_histogram: self.histogram,
+            expected_compute: Some(self.compute / steps),
+            elapsed_seconds,
+            schedule: self.schedule,
+        }
+    }
 }
 
 /// Progress of a parity run, saved in checkpoints so that a resumed run continues exactly.
@@ -93,8 +125,7 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
     let total_steps = training.epochs as u64 * steps_per_epoch;
 
     let train_device = device.clone().autodiff();
-    train_device.seed(recipe.seed);
-    let model = init_network(parity, ponder, &train_device);
+    let model = init_network(parity, ponder, recipe.seed, &train_device);
     let (mut model, mut optimizer, mut progress) = restore::<_, Progress>(
         checkpoints.as_ref(),
         resume,
@@ -127,7 +158,8 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
         check_finite("training loss", loss_value, epoch, step)?;
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
         check_finite_gradients(&model, &gradients, epoch, step)?;
-        model = optimizer.step(training.learning_rate, model, gradients);
+        let learning_rate = training.learning_rate_at(progress.step, total_steps);
+        model = optimizer.step(learning_rate, model, gradients);
         progress.step = step;
 
         let sums = &mut progress.epoch;
@@ -137,26 +169,20 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
         sums.histogram
             .extend(read_ints(forward.halting.halting_step));
         sums.loss += loss_value;
-        sums.ponder += ponder_cost.into_scalar::<f32>() as f64;
+        sums.compute += ponder_cost.into_scalar::<f32>() as f64;
         sums.steps += 1;
+        sums.schedule = learning_rate_log(training, learning_rate);
         monitor.step(step, loss_value);
 
         if step % steps_per_epoch == 0 {
             let sums = std::mem::take(&mut progress.epoch);
             let validation_result = evaluate(&model.valid(), &validation, settings, &device);
-            let steps = sums.steps.max(1) as f64;
-            let record = EpochRecord {
+            let record = sums.record(
                 epoch,
                 step,
-                loss: sums.loss / steps,
-                accuracy: sums.correct as f64 / sums.seen.max(1) as f64,
-                validation_accuracy: Some(validation_result.accuracy),
-                mean_halting_step: sums.histogram.mean(),
-                halting_histogram: sums.histogram,
-                expected_compute: Some(sums.ponder / steps),
-                elapsed_seconds: progress.seconds_before + started.elapsed().as_secs_f64(),
-                ..EpochRecord::default()
-            };
+                validation_result.accuracy,
+                progress.seconds_before + started.elapsed().as_secs_f64(),
+            );
             monitor.epoch(&record);
             progress.history.push(record);
         }
@@ -210,19 +236,70 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
     })
 }
 
-/// Creates the recipe's ponder network for a parity task with two classes.
+/// Creates the recipe's ponder network for a parity task with two classes, with the initial
+/// weights of [`host_initialised`].
 pub(crate) fn init_network(
     parity: &ParityTask,
     ponder: &PonderModel,
+    seed: u64,
     device: &Device,
 ) -> PonderNetwork {
-    PonderConfig::new(parity.length, ponder.hidden_size, 2)
+    let config = PonderConfig::new(parity.length, ponder.hidden_size, 2)
         .with_cell(match ponder.cell {
             Cell::Gru => CellKind::Gru,
             Cell::Rnn => CellKind::Rnn,
         })
-        .with_halting_bias(ponder.halting_bias)
-        .init(device)
+        .with_halting_bias(ponder.halting_bias);
+    host_initialised(seed, device, |host| config.init(host))
+}
+
+/// Builds a module with `init` on a flex device seeded with `seed`, then moves it to `device`.
+///
+/// Every backend has its own random generator, so the same seed gives different initial
+/// weights on flex, ndarray and wgpu. Drawing them on flex makes a run start from the same
+/// weights on every backend. Burn draws a parameter's values lazily, at its first use, so
+/// every parameter is read here, in module order, while the seeded generator is held.
+pub(crate) fn host_initialised<M: Module>(
+    seed: u64,
+    device: &Device,
+    init: impl FnOnce(&Device) -> M,
+) -> M {
+    // flex has one random generator per process: hold it from seeding to the last draw, so
+    // that runs trained on parallel threads (`haltlab compare --jobs`) get their own weights.
+    static FLEX_GENERATOR: Mutex<()> = Mutex::new(());
+    let _generator = FLEX_GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let host = if device.is_autodiff() {
+        Device::flex().autodiff()
+    } else {
+        Device::flex()
+    };
+    host.seed(seed);
+    let module = init(&host);
+    module.visit(&mut DrawParameters);
+    // `fork`, not `to_device`: it makes each parameter a fresh leaf of `device`'s autodiff
+    // graph instead of the output of a transfer node, which the first backward pass consumes.
+    module.fork(device)
+}
+
+/// Reads every float parameter, which draws the values of lazily initialised ones.
+struct DrawParameters;
+
+impl ModuleVisitor for DrawParameters {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
+/// Returns the schedule values to log for an epoch whose last update used `learning_rate`:
+/// the rate itself when it decays, nothing otherwise.
+pub(crate) fn learning_rate_log(training: &Training, learning_rate: f64) -> BTreeMap<String, f64> {
+    let mut log = BTreeMap::new();
+    if training.learning_rate_decays() {
+        log.insert("learning_rate".to_owned(), learning_rate);
+    }
+    log
 }
 
 /// Returns the `[parity]` and `[ponder]` sections that every parity method needs.

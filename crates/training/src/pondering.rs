@@ -14,7 +14,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::{sigmoid, softmax};
-use burn::tensor::{Device, Distribution, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use haltlab_data::parity::{ParityBatch, ParityStream};
 use haltlab_eval::{EpochRecord, Evaluation, Histogram};
 use haltlab_halting::hard::{ChaCha8Rng, HardRule};
@@ -22,22 +22,31 @@ use haltlab_halting::pondernet::{
     expected_loss, expected_steps, halting_distribution, kl_to_geometric_prior,
 };
 use haltlab_halting::reinforce::{MovingAverageBaseline, log_policy, surrogate_loss};
-use haltlab_halting::relaxation::{gumbel_sigmoid, logistic_noise, straight_through};
+use haltlab_halting::relaxation::{gumbel_sigmoid, logistic_from_uniform, straight_through};
 use haltlab_model::PonderNetwork;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{checkpoint_or_stop, restore};
 use crate::failure::{FailureCriteria, RunEvidence, ThresholdProbe, detect};
-use crate::guard::check_finite_gradients;
+use crate::guard::{check_finite, check_finite_gradients};
 use crate::loss::cross_entropy_per_sample;
 use crate::parity_act::{
-    EVAL_BATCH, EVALUATION_STREAM, VALIDATION_STREAM, argmax, batch_tensors, count_correct,
-    init_network, parity_sections, slice_rows, summarise,
+    EVAL_BATCH, EVALUATION_STREAM, EpochSums, VALIDATION_STREAM, argmax, batch_tensors,
+    count_correct, host_initialised, init_network, learning_rate_log, parity_sections, slice_rows,
+    summarise,
 };
 use crate::recipe::{Baseline, HaltingMethod, Recipe};
-use crate::{Monitor, RunContext, TrainingError, TrainingOutcome, parity_act};
+use crate::{RunContext, TrainingError, TrainingOutcome, parity_act};
 
 /// Seed offset of the Bernoulli draws of sampled hard halting at evaluation.
 const SAMPLING_STREAM: u64 = 0x5341_4d50_4c49_4e47;
+
+/// Seed offset of the training noise: Gumbel's logistic noise and REINFORCE's Bernoulli draws.
+const NOISE_STREAM: u64 = 0x4e4f_4953_4520_5354;
+
+/// Seed offset of the initial weights of REINFORCE's learned baseline.
+const BASELINE_STREAM: u64 = 0x4241_5345_4c49_4e45;
 
 /// Distance on each side of the inference threshold at which threshold sensitivity is probed.
 const PROBE_STEP: f64 = 0.05;
@@ -70,18 +79,7 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
         }
         return Ok(outcome);
     }
-    // NOTE: these methods have no checkpoints yet. Their REINFORCE and Gumbel noise comes
-    // from the device's random generator, whose state Burn does not expose, so an exact resume
-    // needs that noise drawn from a seeded stream first.
-    if context.resume {
-        return Err(TrainingError::Checkpoint {
-            path: std::path::PathBuf::from(crate::checkpoint::CHECKPOINT_DIR),
-            problem:
-                "only ACT and early-exit runs can be resumed; rerun this recipe from the start"
-                    .to_owned(),
-        });
-    }
-    train_pondering(recipe, halting, &context.device, context.monitor)
+    train_pondering(recipe, halting, context)
 }
 
 /// The hard rule used at inference: the recipe's `[inference]` rule, or the method's default.
@@ -111,28 +109,79 @@ struct StepOutput {
     regulariser: f64,
 }
 
+/// The trained parameters: the ponder network, and the reward baseline that REINFORCE with
+/// `baseline = "learned"` fits (the other methods never update it). One module keeps both
+/// under one optimiser and in one checkpoint. Adam updates each parameter from its own
+/// gradient only, so this equals two optimisers with the same rate.
+#[derive(Module, Debug)]
+struct Trainee {
+    network: PonderNetwork,
+    baseline: Linear,
+}
+
+/// Progress of a run, saved in checkpoints so that a resumed run continues exactly.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Progress {
+    step: u64,
+    history: Vec<EpochRecord>,
+    epoch: EpochSums,
+    /// REINFORCE's moving-average baseline; `None` until the run starts.
+    moving_baseline: Option<MovingAverageBaseline>,
+    /// Training seconds spent before the latest resume.
+    seconds_before: f64,
+}
+
+/// Draws uniform values on [0, 1) for the noise of the update after `step` earlier updates,
+/// from stream `step` of a ChaCha8 generator seeded with `seed`. The draws depend only on the
+/// seed and the step, so a resumed run uses the same noise as an uninterrupted one, on every
+/// backend.
+///
+/// # Shapes
+/// Returns `shape`.
+fn step_uniform(seed: u64, step: u64, shape: [usize; 2], device: &Device) -> Tensor<2> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ NOISE_STREAM);
+    rng.set_stream(step);
+    let values: Vec<f32> = (0..shape[0] * shape[1])
+        .map(|_| rng.random::<f32>())
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
 fn train_pondering(
     recipe: &Recipe,
     method: &HaltingMethod,
-    device: &Device,
-    monitor: &mut dyn Monitor,
+    context: RunContext<'_>,
 ) -> Result<TrainingOutcome, TrainingError> {
+    let RunContext {
+        device,
+        monitor,
+        checkpoints,
+        resume,
+    } = context;
     let (parity, ponder) = parity_sections(recipe)?;
     let training = &recipe.training;
     let steps_per_epoch = training.steps_per_epoch.unwrap_or(1) as u64;
+    let total_steps = training.epochs as u64 * steps_per_epoch;
     let max_steps = method.max_steps();
     let schedules = recipe.schedule.clone().unwrap_or_default();
 
     let train_device = device.clone().autodiff();
-    train_device.seed(recipe.seed);
-    let mut model = init_network(parity, ponder, &train_device);
-    let mut optimizer = AdamConfig::new().init();
-    let mut baseline_net: Linear = LinearConfig::new(parity.length, 1).init(&train_device);
-    let mut baseline_optimizer = AdamConfig::new().init();
-    let mut moving_baseline = MovingAverageBaseline::new(match method {
-        HaltingMethod::Reinforce { baseline_decay, .. } => *baseline_decay,
-        _ => 0.0,
+    let network = init_network(parity, ponder, recipe.seed, &train_device);
+    let baseline = host_initialised(recipe.seed ^ BASELINE_STREAM, &train_device, |host| {
+        LinearConfig::new(parity.length, 1).init(host)
     });
+    let (mut trainee, mut optimizer, mut progress) = restore::<_, Progress>(
+        checkpoints.as_ref(),
+        resume,
+        Trainee { network, baseline },
+        AdamConfig::new().init(),
+    )?;
+    let mut moving_baseline = progress
+        .moving_baseline
+        .unwrap_or(MovingAverageBaseline::new(match method {
+            HaltingMethod::Reinforce { baseline_decay, .. } => *baseline_decay,
+            _ => 0.0,
+        }));
 
     let stream = ParityStream::new(recipe.seed, parity.length, parity.train_range())?;
     let validation = ParityStream::new(
@@ -144,195 +193,175 @@ fn train_pondering(
     let mut rule = inference_rule(recipe, method);
 
     let started = Instant::now();
-    let mut history = Vec::with_capacity(training.epochs);
-    let mut step: u64 = 0;
-    monitor.start(0, training.epochs as u64 * steps_per_epoch);
+    monitor.start(progress.step, total_steps);
 
-    for epoch in 1..=training.epochs {
-        let mut loss_sum = 0.0;
-        let mut regulariser_sum = 0.0;
-        let mut correct = 0usize;
-        let mut seen = 0usize;
-        let mut expected_sum = 0.0;
-        let mut histogram = Histogram::with_steps(max_steps);
-        let mut schedule_values = BTreeMap::new();
-
-        for _ in 0..steps_per_epoch {
-            let temperature = match (method, &schedules.temperature) {
-                (_, Some(schedule)) => schedule.value(step),
-                (HaltingMethod::Gumbel { temperature, .. }, None) => *temperature,
-                _ => 1.0,
+    while progress.step < total_steps {
+        let epoch = (progress.step / steps_per_epoch) as usize + 1;
+        let step = progress.step + 1;
+        if progress.epoch.steps == 0 {
+            progress.epoch = EpochSums {
+                histogram: Histogram::with_steps(max_steps),
+                ..EpochSums::default()
             };
-            let regulariser_weight = schedules
-                .regulariser
-                .map_or(1.0, |schedule| schedule.value(step));
-            if schedules.temperature.is_some() {
-                schedule_values.insert("temperature".to_owned(), temperature);
-            }
-            if schedules.regulariser.is_some() {
-                schedule_values.insert("regulariser_weight".to_owned(), regulariser_weight);
-            }
-
-            let batch = stream.batch(step, training.batch_size)?;
-            step += 1;
-            let (inputs, targets) = batch_tensors(&batch, &train_device);
-            let all = model.forward_all_steps(inputs.clone(), max_steps);
-            let step_losses = step_cross_entropy(all.logits.clone(), targets);
-
-            let output = match *method {
-                HaltingMethod::Pondernet {
-                    lambda_prior,
-                    kl_weight,
-                    ..
-                } => {
-                    let p = halting_distribution(sigmoid(all.halting_logits));
-                    let kl = kl_to_geometric_prior(p.clone(), lambda_prior)?.mean();
-                    let task = expected_loss(p.clone(), step_losses).mean();
-                    StepOutput {
-                        loss: task + kl.clone().mul_scalar(kl_weight * regulariser_weight),
-                        distribution: p,
-                        regulariser: kl.into_scalar::<f32>() as f64,
-                    }
-                }
-                HaltingMethod::StraightThrough { ponder_weight, .. } => {
-                    let p = halting_distribution(straight_through(all.halting_logits));
-                    relaxed_loss(p, step_losses, ponder_weight * regulariser_weight)
-                }
-                HaltingMethod::Gumbel {
-                    ponder_weight,
-                    hard,
-                    ..
-                } => {
-                    let noise = logistic_noise(all.halting_logits.dims(), &train_device);
-                    let lambda = gumbel_sigmoid(all.halting_logits, noise, temperature, hard)?;
-                    let p = halting_distribution(lambda);
-                    relaxed_loss(p, step_losses, ponder_weight * regulariser_weight)
-                }
-                HaltingMethod::Reinforce {
-                    ponder_weight,
-                    baseline,
-                    ..
-                } => {
-                    let [rows, steps] = all.halting_logits.dims();
-                    let lambda = sigmoid(all.halting_logits.clone()).detach();
-                    let uniform = Tensor::<2>::random(
-                        [rows, steps],
-                        Distribution::Uniform(0.0, 1.0),
-                        &train_device,
-                    );
-                    let p = halting_distribution(uniform.lower(lambda).float()).detach();
-                    let halting_steps = expected_steps(p.clone());
-                    let task = expected_loss(p.clone(), step_losses);
-                    let reward = (task.clone().detach()
-                        + halting_steps
-                            .clone()
-                            .mul_scalar(ponder_weight * regulariser_weight))
-                    .neg();
-                    let mean_reward = reward.clone().mean().into_scalar::<f32>() as f64;
-                    let (baseline_value, baseline_loss) = match baseline {
-                        Baseline::MovingAverage => {
-                            let value =
-                                Tensor::<1>::full([rows], moving_baseline.value(), &train_device);
-                            moving_baseline.update(mean_reward);
-                            (value, None)
-                        }
-                        Baseline::Learned => {
-                            let predicted = baseline_net.forward(inputs.clone()).reshape([rows]);
-                            let error = (predicted.clone() - reward.clone()).powi_scalar(2).mean();
-                            (predicted, Some(error))
-                        }
-                    };
-                    let log_pi = log_policy(all.halting_logits, halting_steps.clone().int());
-                    let mut loss =
-                        task.mean() + surrogate_loss(log_pi, reward, baseline_value).mean();
-                    if let Some(error) = baseline_loss {
-                        loss = loss + error;
-                    }
-                    StepOutput {
-                        loss,
-                        distribution: p,
-                        regulariser: halting_steps.mean().into_scalar::<f32>() as f64,
-                    }
-                }
-                HaltingMethod::Act { .. } => unreachable!("ACT trains in parity_act"),
-            };
-
-            let loss_value = output.loss.clone().into_scalar::<f32>() as f64;
-            if !loss_value.is_finite() {
-                return Err(TrainingError::NonFinite {
-                    quantity: "training loss".to_owned(),
-                    value: loss_value,
-                    epoch,
-                    step,
-                });
-            }
-            let mut gradients = output.loss.backward();
-            let model_gradients = GradientsParams::from_module(&mut gradients, &model);
-            if matches!(
-                method,
-                HaltingMethod::Reinforce {
-                    baseline: Baseline::Learned,
-                    ..
-                }
-            ) {
-                let baseline_gradients =
-                    GradientsParams::from_module(&mut gradients, &baseline_net);
-                baseline_net = baseline_optimizer.step(
-                    training.learning_rate,
-                    baseline_net,
-                    baseline_gradients,
-                );
-            }
-            check_finite_gradients(&model, &model_gradients, epoch, step)?;
-            model = optimizer.step(training.learning_rate, model, model_gradients);
-
-            let p = output.distribution.detach();
-            let predictions = mixture_predictions(all.logits.detach(), p.clone());
-            correct += count_correct(&predictions, &batch.targets);
-            seen += batch.targets.len();
-            expected_sum += expected_steps(p.clone()).mean().into_scalar::<f32>() as f64;
-            histogram.extend(median_steps(p));
-            loss_sum += loss_value;
-            regulariser_sum += output.regulariser;
-            monitor.step(step, loss_value);
-            if monitor.stop_requested() {
-                monitor.finish();
-                return Err(TrainingError::Stopped { epoch, step });
-            }
+        }
+        let temperature = match (method, &schedules.temperature) {
+            (_, Some(schedule)) => schedule.value(progress.step),
+            (HaltingMethod::Gumbel { temperature, .. }, None) => *temperature,
+            _ => 1.0,
+        };
+        let regulariser_weight = schedules
+            .regulariser
+            .map_or(1.0, |schedule| schedule.value(progress.step));
+        let learning_rate = training.learning_rate_at(progress.step, total_steps);
+        let mut schedule_values = learning_rate_log(training, learning_rate);
+        if schedules.temperature.is_some() {
+            schedule_values.insert("temperature".to_owned(), temperature);
+        }
+        if schedules.regulariser.is_some() {
+            schedule_values.insert("regulariser_weight".to_owned(), regulariser_weight);
         }
 
-        let valid_model = model.valid();
-        let validation_result = evaluate(
-            &valid_model,
-            &validation,
-            max_steps,
-            rule,
-            recipe.seed ^ VALIDATION_STREAM,
-            device,
-        )?;
-        schedule_values.insert(
-            "regulariser".to_owned(),
-            regulariser_sum / steps_per_epoch as f64,
-        );
-        let record = EpochRecord {
+        let batch = stream.batch(progress.step, training.batch_size)?;
+        let (inputs, targets) = batch_tensors(&batch, &train_device);
+        let all = trainee.network.forward_all_steps(inputs.clone(), max_steps);
+        let step_losses = step_cross_entropy(all.logits.clone(), targets);
+        let noise_shape = all.halting_logits.dims();
+
+        let output = match *method {
+            HaltingMethod::Pondernet {
+                lambda_prior,
+                kl_weight,
+                ..
+            } => {
+                let p = halting_distribution(sigmoid(all.halting_logits));
+                let kl = kl_to_geometric_prior(p.clone(), lambda_prior)?.mean();
+                let task = expected_loss(p.clone(), step_losses).mean();
+                StepOutput {
+                    loss: task + kl.clone().mul_scalar(kl_weight * regulariser_weight),
+                    distribution: p,
+                    regulariser: kl.into_scalar::<f32>() as f64,
+                }
+            }
+            HaltingMethod::StraightThrough { ponder_weight, .. } => {
+                let p = halting_distribution(straight_through(all.halting_logits));
+                relaxed_loss(p, step_losses, ponder_weight * regulariser_weight)
+            }
+            HaltingMethod::Gumbel {
+                ponder_weight,
+                hard,
+                ..
+            } => {
+                let uniform = step_uniform(recipe.seed, progress.step, noise_shape, &train_device);
+                let noise = logistic_from_uniform(uniform);
+                let lambda = gumbel_sigmoid(all.halting_logits, noise, temperature, hard)?;
+                let p = halting_distribution(lambda);
+                relaxed_loss(p, step_losses, ponder_weight * regulariser_weight)
+            }
+            HaltingMethod::Reinforce {
+                ponder_weight,
+                baseline,
+                ..
+            } => {
+                let rows = noise_shape[0];
+                let lambda = sigmoid(all.halting_logits.clone()).detach();
+                let uniform = step_uniform(recipe.seed, progress.step, noise_shape, &train_device);
+                let p = halting_distribution(uniform.lower(lambda).float()).detach();
+                let halting_steps = expected_steps(p.clone());
+                let task = expected_loss(p.clone(), step_losses);
+                let reward = (task.clone().detach()
+                    + halting_steps
+                        .clone()
+                        .mul_scalar(ponder_weight * regulariser_weight))
+                .neg();
+                let mean_reward = reward.clone().mean().into_scalar::<f32>() as f64;
+                let (baseline_value, baseline_loss) = match baseline {
+                    Baseline::MovingAverage => {
+                        let value =
+                            Tensor::<1>::full([rows], moving_baseline.value(), &train_device);
+                        moving_baseline.update(mean_reward);
+                        (value, None)
+                    }
+                    Baseline::Learned => {
+                        let predicted = trainee.baseline.forward(inputs).reshape([rows]);
+                        let error = (predicted.clone() - reward.clone()).powi_scalar(2).mean();
+                        (predicted, Some(error))
+                    }
+                };
+                let log_pi = log_policy(all.halting_logits, halting_steps.clone().int());
+                let mut loss = task.mean() + surrogate_loss(log_pi, reward, baseline_value).mean();
+                if let Some(error) = baseline_loss {
+                    loss = loss + error;
+                }
+                StepOutput {
+                    loss,
+                    distribution: p,
+                    regulariser: halting_steps.mean().into_scalar::<f32>() as f64,
+                }
+            }
+            HaltingMethod::Act { .. } => unreachable!("ACT trains in parity_act"),
+        };
+
+        let loss_value = output.loss.clone().into_scalar::<f32>() as f64;
+        check_finite("training loss", loss_value, epoch, step)?;
+        let gradients = GradientsParams::from_grads(output.loss.backward(), &trainee);
+        check_finite_gradients(&trainee, &gradients, epoch, step)?;
+        trainee = optimizer.step(learning_rate, trainee, gradients);
+        progress.step = step;
+
+        let p = output.distribution.detach();
+        let predictions = mixture_predictions(all.logits.detach(), p.clone());
+        let sums = &mut progress.epoch;
+        sums.correct += count_correct(&predictions, &batch.targets);
+        sums.seen += batch.targets.len();
+        sums.compute += expected_steps(p.clone()).mean().into_scalar::<f32>() as f64;
+        sums.histogram.extend(median_steps(p));
+        sums.loss += loss_value;
+        sums.regulariser += output.regulariser;
+        sums.steps += 1;
+        sums.schedule = schedule_values;
+        monitor.step(step, loss_value);
+
+        if step % steps_per_epoch == 0 {
+            let mut sums = std::mem::take(&mut progress.epoch);
+            let validation_result = evaluate(
+                &trainee.network.valid(),
+                &validation,
+                max_steps,
+                rule,
+                recipe.seed ^ VALIDATION_STREAM,
+                &device,
+            )?;
+            let regulariser = sums.regulariser / sums.steps.max(1) as f64;
+            sums.schedule.insert("regulariser".to_owned(), regulariser);
+            let record = sums.record(
+                epoch,
+                step,
+                validation_result.accuracy,
+                progress.seconds_before + started.elapsed().as_secs_f64(),
+            );
+            monitor.epoch(&record);
+            progress.history.push(record);
+        }
+
+        progress.moving_baseline = Some(moving_baseline);
+        checkpoint_or_stop(
+            checkpoints.as_ref(),
+            monitor,
             epoch,
             step,
-            loss: loss_sum / steps_per_epoch as f64,
-            accuracy: correct as f64 / seen.max(1) as f64,
-            validation_accuracy: Some(validation_result.accuracy),
-            mean_halting_step: histogram.mean(),
-            halting_histogram: histogram,
-            expected_compute: Some(expected_sum / steps_per_epoch as f64),
-            elapsed_seconds: started.elapsed().as_secs_f64(),
-            schedule: schedule_values,
-        };
-        monitor.epoch(&record);
-        history.push(record);
+            total_steps,
+            &trainee,
+            &optimizer,
+            || Progress {
+                seconds_before: progress.seconds_before + started.elapsed().as_secs_f64(),
+                ..progress.clone()
+            },
+        )?;
     }
     monitor.finish();
-    let training_seconds = started.elapsed().as_secs_f64();
+    let training_seconds = progress.seconds_before + started.elapsed().as_secs_f64();
 
-    let model = model.valid();
+    let model = trainee.network.valid();
     let validation_seed = recipe.seed ^ VALIDATION_STREAM;
     if let Some(inference) = &recipe.inference
         && !inference.tune_thresholds.is_empty()
@@ -344,7 +373,7 @@ fn train_pondering(
             rule,
             &inference.tune_thresholds,
             validation_seed,
-            device,
+            &device,
         )?;
     }
     let probe = match rule.threshold() {
@@ -355,7 +384,7 @@ fn train_pondering(
             rule,
             threshold,
             validation_seed,
-            device,
+            &device,
         )?),
         None => None,
     };
@@ -376,7 +405,7 @@ fn train_pondering(
             max_steps,
             rule,
             recipe.seed ^ SAMPLING_STREAM,
-            device,
+            &device,
         )?;
         result.flags = detect(
             &RunEvidence {
@@ -394,7 +423,7 @@ fn train_pondering(
     }
 
     Ok(TrainingOutcome {
-        history,
+        history: progress.history,
         evaluation,
         training_seconds,
     })

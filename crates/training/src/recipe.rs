@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use haltlab_data::parity::NonzeroRange;
 use haltlab_halting::hard::HardRule;
 
-use crate::schedule::Schedules;
+use crate::schedule::{Schedule, Schedules, Shape};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -499,11 +499,57 @@ pub struct Training {
     /// Batches per epoch for generated tasks; an epoch of a dataset is one pass over it.
     pub steps_per_epoch: Option<usize>,
     pub batch_size: usize,
-    /// Adam learning rate.
+    /// Adam learning rate, at the first step when it decays.
     pub learning_rate: f64,
+    /// Learning-rate schedule over the run's optimiser steps.
+    #[serde(default)]
+    pub learning_rate_decay: LearningRateDecay,
+    /// Learning rate reached at the last step by a decaying schedule; 0 when absent.
+    pub final_learning_rate: Option<f64>,
     /// Save a checkpoint every this many optimiser steps; a checkpoint is also saved at the
     /// end and on Ctrl-C.
     pub checkpoint_every: Option<u64>,
+}
+
+/// Learning-rate schedule over a run, `training.learning_rate_decay`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LearningRateDecay {
+    /// `learning_rate` at every step.
+    #[default]
+    Constant,
+    /// Straight line from `learning_rate` to `final_learning_rate`.
+    Linear,
+    /// Half a cosine period from `learning_rate` to `final_learning_rate` (SGDR of Loshchilov
+    /// and Hutter 2017, without restarts).
+    Cosine,
+}
+
+impl Training {
+    /// Learning rate of the update made after `step` earlier updates, in a run of
+    /// `total_steps` updates: `learning_rate` at step 0, and with a decay, the final rate at
+    /// step `total_steps`. The decay follows the run's length, so a comparison that overrides
+    /// the number of epochs keeps the same curve.
+    pub fn learning_rate_at(&self, step: u64, total_steps: u64) -> f64 {
+        let shape = match self.learning_rate_decay {
+            LearningRateDecay::Constant => return self.learning_rate,
+            LearningRateDecay::Linear => Shape::Linear,
+            LearningRateDecay::Cosine => Shape::Cosine,
+        };
+        Schedule {
+            shape,
+            start: self.learning_rate,
+            end: self.final_learning_rate.unwrap_or(0.0),
+            start_step: 0,
+            end_step: total_steps,
+        }
+        .value(step)
+    }
+
+    /// Returns whether the learning rate changes during the run, so it is logged per epoch.
+    pub fn learning_rate_decays(&self) -> bool {
+        self.learning_rate_decay != LearningRateDecay::Constant
+    }
 }
 
 impl Recipe {
@@ -566,6 +612,26 @@ impl Recipe {
                 training.learning_rate.to_string(),
                 "a positive finite number, such as 0.001",
             ));
+        }
+
+        if let Some(rate) = training.final_learning_rate {
+            if !training.learning_rate_decays() {
+                return Err(invalid(
+                    "training.final_learning_rate",
+                    rate.to_string(),
+                    "no final rate with a constant learning rate; set learning_rate_decay = \"linear\" or \"cosine\"",
+                ));
+            }
+            if !(rate >= 0.0 && rate <= training.learning_rate) {
+                return Err(invalid(
+                    "training.final_learning_rate",
+                    rate.to_string(),
+                    &format!(
+                        "a number from 0 to learning_rate ({})",
+                        training.learning_rate
+                    ),
+                ));
+            }
         }
 
         if training.checkpoint_every == Some(0) {
@@ -1043,13 +1109,17 @@ mod exit_recipe_tests {
 
     #[test]
     fn shipped_exit_recipes_validate() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments");
+        // Read at run time: a test binary reused from a shared build cache keeps the
+        // compile-time path of the checkout that built it.
+        let dir = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+            + "/../../experiments";
         for name in [
             "mnist_exits.toml",
             "mnist_lenet.toml",
             "mnist_lenet_idx.toml",
         ] {
-            let path = Path::new(dir).join(name);
+            let path = Path::new(&dir).join(name);
             let recipe = Recipe::load(&path).unwrap_or_else(|error| panic!("{error}"));
             assert!(recipe.exits.is_some(), "{name} has no [exits]");
         }
@@ -1101,5 +1171,53 @@ fn check_weight(
             weight.to_string(),
             "a non-negative finite number, such as 0.001",
         ))
+    }
+}
+
+#[cfg(test)]
+mod learning_rate_tests {
+    use super::*;
+
+    fn training(decay: LearningRateDecay, end: Option<f64>) -> Training {
+        Training {
+            epochs: 1,
+            steps_per_epoch: Some(100),
+            batch_size: 8,
+            learning_rate: 0.004,
+            learning_rate_decay: decay,
+            final_learning_rate: end,
+            checkpoint_every: None,
+        }
+    }
+
+    // From 0.004 to 0.0004 over 100 steps; the middle is step 50 (t = 0.5).
+    // Linear: 0.004 + 0.5·(0.0004 − 0.004) = 0.0022. Cosine: 0.0004 + 0.0036·(1 + cos(π/2))/2
+    // = 0.0022 as well; at step 25 they differ: linear 0.0031, cosine
+    // 0.0004 + 0.0036·(1 + √2/2)/2 ≈ 0.0034728.
+    #[test]
+    fn decay_start_middle_end() {
+        let linear = training(LearningRateDecay::Linear, Some(0.0004));
+        let cosine = training(LearningRateDecay::Cosine, Some(0.0004));
+        for schedule in [&linear, &cosine] {
+            assert_eq!(schedule.learning_rate_at(0, 100), 0.004);
+            assert!((schedule.learning_rate_at(50, 100) - 0.0022).abs() < 1e-15);
+            assert_eq!(schedule.learning_rate_at(100, 100), 0.0004);
+            assert!(schedule.learning_rate_decays());
+        }
+        assert!((linear.learning_rate_at(25, 100) - 0.0031).abs() < 1e-15);
+        let quarter = 0.0004 + 0.0036 * (1.0 + std::f64::consts::FRAC_1_SQRT_2) / 2.0;
+        assert!((cosine.learning_rate_at(25, 100) - quarter).abs() < 1e-15);
+        // Without a final rate the decay ends at 0.
+        let to_zero = training(LearningRateDecay::Linear, None);
+        assert!((to_zero.learning_rate_at(75, 100) - 0.001).abs() < 1e-15);
+    }
+
+    #[test]
+    fn constant_rate_ignores_the_step() {
+        let constant = training(LearningRateDecay::Constant, None);
+        assert!(!constant.learning_rate_decays());
+        for step in [0, 37, 100] {
+            assert_eq!(constant.learning_rate_at(step, 100), 0.004);
+        }
     }
 }

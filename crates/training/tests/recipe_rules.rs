@@ -108,6 +108,47 @@ fn negative_learning_rate_rejected() {
 }
 
 #[test]
+fn final_learning_rate_without_decay_rejected() {
+    let message = rejection(&PARITY.replace(
+        "learning_rate = 0.001",
+        "learning_rate = 0.001\nfinal_learning_rate = 0.0001",
+    ));
+    assert_mentions(
+        &message,
+        &[
+            "training.final_learning_rate",
+            "0.0001",
+            "learning_rate_decay",
+        ],
+    );
+}
+
+#[test]
+fn final_learning_rate_above_start_rejected() {
+    let message = rejection(&PARITY.replace(
+        "learning_rate = 0.001",
+        "learning_rate = 0.001\nlearning_rate_decay = \"cosine\"\nfinal_learning_rate = 0.01",
+    ));
+    assert_mentions(
+        &message,
+        &[
+            "training.final_learning_rate",
+            "0.01",
+            "from 0 to learning_rate",
+        ],
+    );
+}
+
+#[test]
+fn unknown_learning_rate_decay_rejected() {
+    let message = rejection(&PARITY.replace(
+        "learning_rate = 0.001",
+        "learning_rate = 0.001\nlearning_rate_decay = \"step\"",
+    ));
+    assert_mentions(&message, &["learning_rate_decay", "step", "cosine"]);
+}
+
+#[test]
 fn zero_learning_rate_rejected() {
     let message = rejection(&PARITY.replace("learning_rate = 0.001", "learning_rate = 0.0"));
     assert_mentions(&message, &["training.learning_rate", "positive"]);

@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use haltlab_eval::EpochRecord;
 use haltlab_training::{
     Checkpointer, Monitor, Recipe, RunContext, SilentMonitor, TrainingError, TrainingOutcome,
-    parity_act,
+    pondering,
 };
 
 const SMALL_PARITY: &str = r#"
@@ -56,7 +56,7 @@ fn train(
     resume: bool,
     monitor: &mut dyn Monitor,
 ) -> Result<TrainingOutcome, TrainingError> {
-    parity_act::train(
+    pondering::train(
         recipe,
         RunContext {
             device: Device::flex(),
@@ -94,51 +94,110 @@ impl Monitor for StopAfter {
     }
 }
 
+/// `[halting]` sections of every parity method, with the extra sections they need; each
+/// replaces the ACT section of [`SMALL_PARITY`].
+const METHODS: [(&str, &str); 5] = [
+    ("act", ""),
+    (
+        "method = \"pondernet\"\nmax_steps = 4\nlambda_prior = 0.3\nkl_weight = 0.01",
+        "",
+    ),
+    (
+        "method = \"gumbel\"\nmax_steps = 4\nponder_weight = 0.01",
+        "[schedule.temperature]\nshape = \"cosine\"\nstart = 1.0\nend = 0.1\nend_step = 15\n\
+         [schedule.regulariser]\nshape = \"linear\"\nstart = 0.0\nend = 1.0\nstart_step = 3\nend_step = 9",
+    ),
+    (
+        "method = \"reinforce\"\nmax_steps = 4\nponder_weight = 0.01",
+        "",
+    ),
+    (
+        "method = \"reinforce\"\nmax_steps = 4\nponder_weight = 0.01\nbaseline = \"learned\"",
+        "",
+    ),
+];
+
+/// [`SMALL_PARITY`] with a `[halting]` section and extra sections from [`METHODS`] and a
+/// cosine learning-rate decay, so that the resume tests also cover the schedules.
+fn method_recipe(halting: &str, extra: &str) -> Recipe {
+    let mut text = SMALL_PARITY.replace(
+        "learning_rate = 0.01\n",
+        "learning_rate = 0.01\nlearning_rate_decay = \"cosine\"\nfinal_learning_rate = 0.001\n",
+    );
+    if halting != "act" {
+        let start = text.find("method = \"act\"").unwrap();
+        let end = text.find("[training]").unwrap();
+        text.replace_range(start..end, &format!("{halting}\n"));
+    }
+    text.push_str(extra);
+    recipe(&text)
+}
+
 #[test]
 fn same_seed_same_metrics() {
     let _serial = serial();
-    let recipe = recipe(SMALL_PARITY);
-    let first = train(&recipe, None, false, &mut SilentMonitor).unwrap();
-    let second = train(&recipe, None, false, &mut SilentMonitor).unwrap();
-    assert_eq!(metrics(&first.history), metrics(&second.history));
-    assert_eq!(first.evaluation, second.evaluation);
+    for (method, extra) in METHODS {
+        let recipe = method_recipe(method, extra);
+        let first = train(&recipe, None, false, &mut SilentMonitor).unwrap();
+        let second = train(&recipe, None, false, &mut SilentMonitor).unwrap();
+        assert_eq!(
+            metrics(&first.history),
+            metrics(&second.history),
+            "{method}"
+        );
+        assert_eq!(first.evaluation, second.evaluation, "{method}");
+    }
 }
 
 #[test]
 fn resumed_run_matches_uninterrupted() {
     let _serial = serial();
-    let recipe = recipe(SMALL_PARITY);
-    let uninterrupted = train(&recipe, None, false, &mut SilentMonitor).unwrap();
+    for (method, extra) in METHODS {
+        let recipe = method_recipe(method, extra);
+        let uninterrupted = train(&recipe, None, false, &mut SilentMonitor).unwrap();
 
-    let run_dir = tempfile::tempdir().unwrap();
-    // Stop in the middle of epoch 2 (step 7 of 15), so the partial epoch sums must survive.
-    let mut stopper = StopAfter {
-        stop_after: 7,
-        last_step: 0,
-    };
-    let interrupted = train(
-        &recipe,
-        Some(Checkpointer::new(run_dir.path(), None)),
-        false,
-        &mut stopper,
-    );
-    match interrupted {
-        Err(TrainingError::Interrupted { epoch, step }) => {
-            assert_eq!((epoch, step), (2, 7));
+        let run_dir = tempfile::tempdir().unwrap();
+        // Stop in the middle of epoch 2 (step 7 of 15), so the partial epoch sums must
+        // survive.
+        let mut stopper = StopAfter {
+            stop_after: 7,
+            last_step: 0,
+        };
+        let interrupted = train(
+            &recipe,
+            Some(Checkpointer::new(run_dir.path(), None)),
+            false,
+            &mut stopper,
+        );
+        match interrupted {
+            Err(TrainingError::Interrupted { epoch, step }) => {
+                assert_eq!((epoch, step), (2, 7), "{method}");
+            }
+            other => panic!("{method}: expected an interruption, got {other:?}"),
         }
-        other => panic!("expected an interruption, got {other:?}"),
-    }
-    assert!(run_dir.path().join("checkpoint/state.json").is_file());
+        assert!(
+            run_dir.path().join("checkpoint/state.json").is_file(),
+            "{method}"
+        );
 
-    let resumed = train(
-        &recipe,
-        Some(Checkpointer::new(run_dir.path(), None)),
-        true,
-        &mut SilentMonitor,
-    )
-    .unwrap();
-    assert_eq!(metrics(&resumed.history), metrics(&uninterrupted.history));
-    assert_eq!(resumed.evaluation, uninterrupted.evaluation);
+        let resumed = train(
+            &recipe,
+            Some(Checkpointer::new(run_dir.path(), None)),
+            true,
+            &mut SilentMonitor,
+        )
+        .unwrap();
+        assert_eq!(
+            metrics(&resumed.history),
+            metrics(&uninterrupted.history),
+            "{method}"
+        );
+        assert_eq!(resumed.evaluation, uninterrupted.evaluation, "{method}");
+        // The learning rate logged for the last epoch is the cosine's value at step 14 of 15.
+        let logged = resumed.history[2].schedule["learning_rate"];
+        let expected = 0.001 + 0.009 * (1.0 + (std::f64::consts::PI * 14.0 / 15.0).cos()) / 2.0;
+        assert!((logged - expected).abs() < 1e-12, "{method}: {logged}");
+    }
 }
 
 #[test]
