@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
@@ -11,6 +13,8 @@ use haltlab_eval::{Evaluation, FailureKind, write_json_atomic};
 use haltlab_training::recipe::HaltingMethod;
 use haltlab_training::{Recipe, RunContext, SilentMonitor, TrainingOutcome, pondering};
 use serde::{Deserialize, Serialize};
+
+use burn::tensor::Device;
 
 use crate::backend::{Backend, create_device};
 
@@ -31,9 +35,13 @@ pub struct CompareArgs {
     /// Number of seeds; overrides the set's `seeds` with 1..=N.
     #[arg(long)]
     pub seeds: Option<u64>,
-    /// Number of epochs; overrides the set's `epochs`.
+    /// Number of epochs; overrides the set's `epochs` and every method's own.
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Runs trained at the same time, each on one thread; defaults to the number of CPU
+    /// cores. Results do not depend on it.
+    #[arg(long)]
+    pub jobs: Option<usize>,
 }
 
 /// A comparison set file.
@@ -59,6 +67,8 @@ pub struct CompareSet {
 pub struct MethodEntry {
     pub name: String,
     pub recipe: PathBuf,
+    /// Epochs of this method; overrides the set's `epochs`.
+    pub epochs: Option<usize>,
 }
 
 /// One trained run of the comparison.
@@ -72,6 +82,8 @@ struct RunSummary {
     steps_to_target: Option<u64>,
     flags: Vec<FailureKind>,
     halting_by_nonzeros: BTreeMap<usize, f64>,
+    /// Optimiser steps the run trained for.
+    training_steps: u64,
     training_seconds: f64,
 }
 
@@ -144,9 +156,6 @@ pub fn compare(args: &CompareArgs) -> Result<PathBuf> {
     if let Some(seeds) = args.seeds {
         set.seeds = (1..=seeds).collect();
     }
-    if let Some(epochs) = args.epochs {
-        set.epochs = Some(epochs);
-    }
     if set.seeds.is_empty() || set.methods.is_empty() {
         bail!(
             "comparison set {} needs at least one method and one seed",
@@ -157,18 +166,15 @@ pub fn compare(args: &CompareArgs) -> Result<PathBuf> {
 
     // Load and check every recipe of both settings before training anything.
     let mut plans = Vec::new();
-    for MethodEntry {
-        name: method,
-        recipe,
-    } in &set.methods
-    {
-        let path = base.join(recipe);
+    for entry in &set.methods {
+        let path = base.join(&entry.recipe);
         let recipe = Recipe::load(&path)?;
-        let interpolation = with_overrides(&recipe, &set, false);
-        let extrapolation = with_overrides(&recipe, &set, true);
+        let epochs = args.epochs.or(entry.epochs).or(set.epochs);
+        let interpolation = with_overrides(&recipe, &set, epochs, false);
+        let extrapolation = with_overrides(&recipe, &set, epochs, true);
         interpolation.validate(&path)?;
         extrapolation.validate(&path)?;
-        plans.push((method.clone(), interpolation, extrapolation));
+        plans.push((entry.name.clone(), interpolation, extrapolation));
     }
     let device = create_device(args.backend)?;
     let set_name = args.set.file_stem().map_or_else(
@@ -184,7 +190,7 @@ pub fn compare(args: &CompareArgs) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("failed to create directory {}", dir.display()))?;
     let table_path = dir.join("comparison.md");
-    let mut comparison = Comparison {
+    let comparison = Comparison {
         set: args.set.display().to_string(),
         started_at: format_time(started),
         wall_seconds: 0.0,
@@ -195,58 +201,189 @@ pub fn compare(args: &CompareArgs) -> Result<PathBuf> {
         rows: Vec::new(),
     };
 
-    for (method, interpolation, extrapolation) in &plans {
-        let soft = matches!(
-            interpolation.halting,
-            Some(HaltingMethod::Act { .. } | HaltingMethod::Pondernet { .. })
-        );
-        let mut runs = (Vec::new(), Vec::new());
-        for &seed in &set.seeds {
-            let settings = [
-                ("interpolation", interpolation, &mut runs.0),
-                ("extrapolation", extrapolation, &mut runs.1),
-            ];
-            for (label, recipe, target) in settings {
-                let mut recipe = recipe.clone();
-                recipe.seed = seed;
-                let run_clock = Instant::now();
-                let context = RunContext {
-                    device: device.clone(),
-                    monitor: &mut SilentMonitor,
-                    checkpoints: None,
-                    resume: false,
-                };
-                let outcome = pondering::train(&recipe, context)
-                    .with_context(|| format!("{method} failed on {label} with seed {seed}"))?;
-                let summary = summarise_run(seed, &outcome, soft)?;
-                eprintln!(
-                    "{method} seed {seed} {label}: accuracy {:.2}%, steps {:.2}, {:.0} s",
-                    summary.accuracy * 100.0,
-                    summary.halting_steps,
-                    run_clock.elapsed().as_secs_f64()
-                );
-                target.push(summary);
-            }
+    // Every (method, seed, setting) run is a task; `jobs` threads take tasks in table order.
+    let tasks: Vec<Task> = plans
+        .iter()
+        .enumerate()
+        .flat_map(|(index, (_, interpolation, extrapolation))| {
+            set.seeds.iter().flat_map(move |&seed| {
+                [(false, interpolation), (true, extrapolation)]
+                    .into_iter()
+                    .map(move |(extrapolate, recipe)| {
+                        let mut recipe = recipe.clone();
+                        recipe.seed = seed;
+                        Task {
+                            method: index,
+                            extrapolate,
+                            seed,
+                            recipe,
+                        }
+                    })
+            })
+        })
+        .collect();
+    let soft: Vec<bool> = plans
+        .iter()
+        .map(|(_, interpolation, _)| {
+            matches!(
+                interpolation.halting,
+                Some(HaltingMethod::Act { .. } | HaltingMethod::Pondernet { .. })
+            )
+        })
+        .collect();
+    let names: Vec<String> = plans.iter().map(|(name, _, _)| name.clone()).collect();
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, tasks.len());
+    let runs_per_method = 2 * set.seeds.len();
+    let state = Mutex::new(Finished {
+        runs: vec![Vec::new(); plans.len()],
+        written: 0,
+        comparison,
+        error: None,
+    });
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(task) = tasks.get(index) else {
+                        break;
+                    };
+                    if state.lock().expect("no worker panicked").error.is_some() {
+                        break;
+                    }
+                    let result = run_task(task, &names[task.method], soft[task.method], &device);
+                    let mut state = state.lock().expect("no worker panicked");
+                    match result {
+                        Ok(summary) => {
+                            state.runs[task.method].push((task.extrapolate, summary));
+                            // Rows are written in table order as soon as a method's runs are
+                            // all done, so an interrupted comparison keeps the finished rows.
+                            if let Err(error) = state.write_finished_rows(
+                                &names,
+                                &soft,
+                                runs_per_method,
+                                &dir,
+                                &table_path,
+                                &clock,
+                            ) {
+                                state.error.get_or_insert(error);
+                            }
+                        }
+                        Err(error) => {
+                            state.error.get_or_insert(error);
+                        }
+                    }
+                }
+            });
         }
-        comparison
-            .rows
-            .push(method_row(method, soft, runs.0, runs.1));
-        // Rewritten after every method, so an interrupted comparison keeps the finished rows.
-        comparison.wall_seconds = clock.elapsed().as_secs_f64();
-        write_json_atomic(&dir.join("comparison.json"), &comparison)?;
-        write_atomic(&table_path, render_markdown(&comparison).as_bytes())?;
+    });
+    let state = state.into_inner().expect("no worker panicked");
+    if let Some(error) = state.error {
+        return Err(error);
     }
+    let comparison = state.comparison;
     let markdown = render_markdown(&comparison);
     println!("{markdown}");
     println!("table: {}", table_path.display());
     Ok(table_path)
 }
 
-/// The recipe with the set's overrides; `extrapolation` trains on 1..=n/2 non-zeros and tests
+/// One training run of a comparison.
+struct Task {
+    method: usize,
+    extrapolate: bool,
+    seed: u64,
+    recipe: Recipe,
+}
+
+/// Results shared by the worker threads.
+struct Finished {
+    /// Per method: (extrapolation setting, summary) of each finished run.
+    runs: Vec<Vec<(bool, RunSummary)>>,
+    /// Number of methods whose rows are in `comparison`.
+    written: usize,
+    comparison: Comparison,
+    error: Option<anyhow::Error>,
+}
+
+impl Finished {
+    /// Adds the rows of the next methods in table order whose runs have all finished, and
+    /// rewrites the table files when it added any.
+    fn write_finished_rows(
+        &mut self,
+        names: &[String],
+        soft: &[bool],
+        runs_per_method: usize,
+        dir: &Path,
+        table_path: &Path,
+        clock: &Instant,
+    ) -> Result<()> {
+        let before = self.written;
+        while self.written < names.len() && self.runs[self.written].len() == runs_per_method {
+            let method = self.written;
+            let mut runs = std::mem::take(&mut self.runs[method]);
+            runs.sort_by_key(|(extrapolate, summary)| (*extrapolate, summary.seed));
+            let (extrapolation, interpolation): (Vec<_>, Vec<_>) =
+                runs.into_iter().partition(|(extrapolate, _)| *extrapolate);
+            self.comparison.rows.push(method_row(
+                &names[method],
+                soft[method],
+                interpolation.into_iter().map(|(_, run)| run).collect(),
+                extrapolation.into_iter().map(|(_, run)| run).collect(),
+            ));
+            self.written += 1;
+        }
+        if self.written > before {
+            self.comparison.wall_seconds = clock.elapsed().as_secs_f64();
+            write_json_atomic(&dir.join("comparison.json"), &self.comparison)?;
+            write_atomic(table_path, render_markdown(&self.comparison).as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Trains one run and prints a line about it.
+fn run_task(task: &Task, method: &str, soft: bool, device: &Device) -> Result<RunSummary> {
+    let label = if task.extrapolate {
+        "extrapolation"
+    } else {
+        "interpolation"
+    };
+    let seed = task.seed;
+    let run_clock = Instant::now();
+    let context = RunContext {
+        device: device.clone(),
+        monitor: &mut SilentMonitor,
+        checkpoints: None,
+        resume: false,
+    };
+    let outcome = pondering::train(&task.recipe, context)
+        .with_context(|| format!("{method} failed on {label} with seed {seed}"))?;
+    let summary = summarise_run(seed, &outcome, soft)?;
+    eprintln!(
+        "{method} seed {seed} {label}: accuracy {:.2}%, steps {:.2}, {:.0} s",
+        summary.accuracy * 100.0,
+        summary.halting_steps,
+        run_clock.elapsed().as_secs_f64()
+    );
+    Ok(summary)
+}
+
+/// The recipe with the set's overrides and `epochs`; `extrapolation` trains on 1..=n/2
+/// non-zeros and tests
 /// on n/2+1..=n, the interpolation setting trains and tests on 1..=n.
-fn with_overrides(recipe: &Recipe, set: &CompareSet, extrapolation: bool) -> Recipe {
+fn with_overrides(
+    recipe: &Recipe,
+    set: &CompareSet,
+    epochs: Option<usize>,
+    extrapolation: bool,
+) -> Recipe {
     let mut recipe = recipe.clone();
-    if let Some(epochs) = set.epochs {
+    if let Some(epochs) = epochs {
         recipe.training.epochs = epochs;
     }
     if let Some(parity) = recipe.parity.as_mut() {
@@ -302,6 +439,7 @@ fn summarise_run(seed: u64, outcome: &TrainingOutcome, soft: bool) -> Result<Run
         steps_to_target,
         flags: test.flags.iter().map(|flag| flag.kind).collect(),
         halting_by_nonzeros: test.halting_step_by_difficulty.clone(),
+        training_steps: outcome.history.last().map_or(0, |record| record.step),
         training_seconds: outcome.training_seconds,
     })
 }
@@ -463,7 +601,11 @@ mod tests {
     // the overrides; extrapolation trains on 1..=n/2 and tests on n/2+1..=n.
     #[test]
     fn shipped_sets_load_and_split() {
-        let experiments = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments"));
+        // Read at run time: a test binary reused from a shared build cache keeps the
+        // compile-time path of the checkout that built it.
+        let manifest = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+        let experiments = Path::new(&manifest).join("../../experiments");
         for (file, length) in [("parity_compare.toml", 8), ("parity_compare_full.toml", 64)] {
             let path = experiments.join(file);
             let set: CompareSet = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -472,13 +614,13 @@ mod tests {
             for entry in &set.methods {
                 let recipe_path = experiments.join(&entry.recipe);
                 let recipe = Recipe::load(&recipe_path).unwrap();
-                let extrapolation = with_overrides(&recipe, &set, true);
+                let extrapolation = with_overrides(&recipe, &set, set.epochs, true);
                 extrapolation.validate(&recipe_path).unwrap();
                 let parity = extrapolation.parity.as_ref().unwrap();
                 assert_eq!(parity.length, length);
                 assert_eq!(parity.train_nonzeros, [1, length / 2]);
                 assert_eq!(parity.eval_nonzeros, [length / 2 + 1, length]);
-                let interpolation = with_overrides(&recipe, &set, false);
+                let interpolation = with_overrides(&recipe, &set, set.epochs, false);
                 let parity = interpolation.parity.as_ref().unwrap();
                 assert_eq!(parity.train_nonzeros, [1, length]);
                 assert_eq!(parity.eval_nonzeros, [1, length]);

@@ -138,11 +138,15 @@ fn missing_shift_data_writes_nothing() {
         "format = \"csv\"\nuci_digits_path = \"no-such-uci.csv.gz\"",
     );
     let recipe = write_recipe(dir.path(), "mnist.toml", &text);
-    let data = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/mnist_5k.csv.gz"
+    // Read at run time: a test binary reused from a shared build cache keeps the compile-time
+    // path of the checkout that built it.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let data = format!("{manifest}/../../../shared/data/mnist_5k.csv.gz");
+    let output = run(
+        &["run", recipe.to_str().unwrap(), "--data", &data],
+        &results,
     );
-    let output = run(&["run", recipe.to_str().unwrap(), "--data", data], &results);
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("no-such-uci.csv.gz"),
@@ -272,4 +276,99 @@ fn interrupt_then_resume() {
             .unwrap();
     assert_eq!(result["status"]["state"], "completed");
     assert_eq!(result["history"].as_array().unwrap().len(), epochs_done + 1);
+}
+
+/// Runs `haltlab compare` on `set` with `jobs` threads and returns the parsed comparison.json
+/// and the Markdown table.
+fn compare(set: &Path, jobs: &str, results: &Path) -> (serde_json::Value, String) {
+    let output = haltlab()
+        .args([
+            "compare",
+            set.to_str().unwrap(),
+            "--jobs",
+            jobs,
+            "--results",
+        ])
+        .arg(results)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let dir = std::fs::read_dir(results.join("set"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let json = std::fs::read_to_string(dir.join("comparison.json")).unwrap();
+    let markdown = std::fs::read_to_string(dir.join("comparison.md")).unwrap();
+    (serde_json::from_str(&json).unwrap(), markdown)
+}
+
+// Two methods over two seeds on both settings: the table has a row per method with every
+// column, a method's own `epochs` overrides the set's, and training runs on two threads gives
+// the same numbers as on one.
+#[test]
+fn compare_writes_the_table_and_threads_do_not_change_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_recipe(dir.path(), "act.toml", PARITY);
+    write_recipe(
+        dir.path(),
+        "pondernet.toml",
+        &PARITY.replace(
+            "method = \"act\"\nmax_steps = 3\nponder_weight = 0.01",
+            "method = \"pondernet\"\nmax_steps = 3\nlambda_prior = 0.3\nkl_weight = 0.01",
+        ),
+    );
+    let set = write_recipe(
+        dir.path(),
+        "set.toml",
+        "seeds = [1, 2]\nepochs = 1\nmethods = [\n\
+         { name = \"act\", recipe = \"act.toml\", epochs = 2 },\n\
+         { name = \"pondernet\", recipe = \"pondernet.toml\" },\n]\n",
+    );
+    let (one, markdown) = compare(&set, "1", &dir.path().join("one"));
+    let (two, _) = compare(&set, "2", &dir.path().join("two"));
+
+    for column in [
+        "accuracy (%)",
+        "halting steps",
+        "steps to 99% (reached)",
+        "extrapolation accuracy (%)",
+        "extrapolation steps",
+        "failure flags",
+    ] {
+        assert!(markdown.contains(column), "no column {column}: {markdown}");
+    }
+    assert!(markdown.contains("| act |") && markdown.contains("| pondernet |"));
+    // Steps per epoch are 3, so ACT's own 2 epochs end at step 6 and PonderNet's one epoch,
+    // from the set, at step 3.
+    let rows = one["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, steps) in rows.iter().zip([6, 3]) {
+        for setting in ["interpolation", "extrapolation"] {
+            let runs = row[setting].as_array().unwrap();
+            let seeds: Vec<u64> = runs
+                .iter()
+                .map(|run| run["seed"].as_u64().unwrap())
+                .collect();
+            assert_eq!(seeds, [1, 2], "{setting}");
+            for run in runs {
+                assert_eq!(run["training_steps"], steps, "{}", row["method"]);
+            }
+        }
+    }
+
+    // Every field but the wall-clock times must match across thread counts.
+    let strip = |value: &serde_json::Value| {
+        let mut rows = value["rows"].clone();
+        for row in rows.as_array_mut().unwrap() {
+            for setting in ["interpolation", "extrapolation"] {
+                for run in row[setting].as_array_mut().unwrap() {
+                    run["training_seconds"] = serde_json::Value::Null;
+                }
+            }
+        }
+        rows
+    };
+    assert_eq!(strip(&one), strip(&two));
 }
