@@ -4,7 +4,8 @@
 # backend. Everything is written under one folder (first argument, default gpu-check-out).
 #
 # Usage: scripts/gpu-check.sh [OUT_DIR] [MNIST_DATA]
-# MNIST_DATA defaults to ../shared/data/mnist_5k.csv.gz.
+# MNIST_DATA defaults to ../shared/data/mnist_5k.csv.gz. COMPARE_SECONDS (default 240) bounds
+# the comparison and COMPARE_JOBS (default 8) sets how many of its runs share the GPU.
 # NOTE: written for a GPU machine and not yet run on one; on lavapipe it runs, slowly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,11 +19,19 @@ export HALTLAB_REQUIRE_WGPU=1
 bin="$CARGO_TARGET_DIR/release/haltlab"
 
 echo "== build" | tee "$out/log.txt"
-cargo build --release --locked -p haltlab-cli 2>&1 | tail -n 3 | tee -a "$out/log.txt"
+# All targets, so the test below reuses this build instead of compiling Burn a second time.
+cargo build --release --locked --workspace --all-targets 2>&1 | tail -n 3 | tee -a "$out/log.txt"
 "$bin" backends | tee "$out/backends.txt"
 
 echo "== backend agreement on this machine's devices" | tee -a "$out/log.txt"
 cargo test --release --locked -p haltlab-cli --test backend_agreement 2>&1 | tee -a "$out/log.txt" | tail -n 3
+
+# The full-size comparison (64-element parity, M = 20, 100 epochs, 30 runs) is the longest
+# part, so it gets a fixed share of the 8 minutes; the table keeps every method that finished.
+echo "== parity comparison at full size on wgpu (at most ${COMPARE_SECONDS:=240} s)" | tee -a "$out/log.txt"
+timeout "$COMPARE_SECONDS" "$bin" compare experiments/parity_compare_full.toml --backend wgpu \
+    --jobs "${COMPARE_JOBS:-8}" --results "$out/results" >> "$out/log.txt" 2>&1 \
+    || echo "comparison stopped after $COMPARE_SECONDS s or failed; finished rows are in $out/results/parity_compare_full" | tee -a "$out/log.txt"
 
 # Throughput: training samples/s over the training time, and inference samples/s over the time
 # after training (the evaluations).
