@@ -24,11 +24,13 @@ cargo build --release --locked --workspace --all-targets 2>&1 | tail -n 3 | tee 
 "$bin" backends | tee "$out/backends.txt"
 
 echo "== backend agreement on this machine's devices" | tee -a "$out/log.txt"
-cargo test --release --locked -p haltlab-cli --test backend_agreement 2>&1 | tee -a "$out/log.txt" | tail -n 3
+cargo test --release --locked --workspace --test backend_agreement 2>&1 | tee -a "$out/log.txt" | tail -n 3
 
 # The full-size comparison (64-element parity, M = 20, 100 epochs, 30 runs) is the longest
-# part, so it gets a fixed share of the 8 minutes; the table keeps every method that finished.
-echo "== parity comparison at full size on wgpu (at most ${COMPARE_SECONDS:=240} s)" | tee -a "$out/log.txt"
+# part, so it gets a fixed share of the 8 minutes. Rows are written in table order, so a
+# method's row appears once it and every method above it have finished.
+: "${COMPARE_SECONDS:=240}"
+echo "== parity comparison at full size on wgpu (at most $COMPARE_SECONDS s)" | tee -a "$out/log.txt"
 timeout "$COMPARE_SECONDS" "$bin" compare experiments/parity_compare_full.toml --backend wgpu \
     --jobs "${COMPARE_JOBS:-8}" --results "$out/results" >> "$out/log.txt" 2>&1 \
     || echo "comparison stopped after $COMPARE_SECONDS s or failed; finished rows are in $out/results/parity_compare_full" | tee -a "$out/log.txt"

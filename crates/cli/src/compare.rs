@@ -162,6 +162,20 @@ pub fn compare(args: &CompareArgs) -> Result<PathBuf> {
             args.set.display()
         );
     }
+    let mut distinct = set.seeds.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != set.seeds.len() {
+        bail!(
+            "comparison set {} lists a seed twice ({:?}); give each seed once, as it would \
+             otherwise count twice in mean ± std",
+            args.set.display(),
+            set.seeds
+        );
+    }
+    if args.jobs == Some(0) {
+        bail!("--jobs 0 trains nothing; give at least 1, or leave it out to use every core");
+    }
     let base = args.set.parent().unwrap_or(Path::new("."));
 
     // Load and check every recipe of both settings before training anything.
@@ -172,8 +186,16 @@ pub fn compare(args: &CompareArgs) -> Result<PathBuf> {
         let epochs = args.epochs.or(entry.epochs).or(set.epochs);
         let interpolation = with_overrides(&recipe, &set, epochs, false);
         let extrapolation = with_overrides(&recipe, &set, epochs, true);
-        interpolation.validate(&path)?;
-        extrapolation.validate(&path)?;
+        for recipe in [&interpolation, &extrapolation] {
+            recipe.validate(&path).with_context(|| {
+                format!(
+                    "method {} of comparison set {} is invalid after the set's overrides \
+                     (epochs, length, max_steps) and --epochs",
+                    entry.name,
+                    args.set.display()
+                )
+            })?;
+        }
         plans.push((entry.name.clone(), interpolation, extrapolation));
     }
     let device = create_device(args.backend)?;
@@ -255,7 +277,23 @@ pub fn compare(args: &CompareArgs) -> Result<PathBuf> {
                     if state.lock().expect("no worker panicked").error.is_some() {
                         break;
                     }
-                    let result = run_task(task, &names[task.method], soft[task.method], &device);
+                    let name = &names[task.method];
+                    // A panic in one run becomes that run's error, so the other threads stop
+                    // taking tasks and the rows finished so far stay written.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_task(task, name, soft[task.method], &device)
+                    }))
+                    .unwrap_or_else(|panic| {
+                        let message = panic
+                            .downcast_ref::<String>()
+                            .map(String::as_str)
+                            .or_else(|| panic.downcast_ref::<&str>().copied())
+                            .unwrap_or("unknown panic");
+                        Err(anyhow::anyhow!(
+                            "{name} panicked with seed {}: {message}",
+                            task.seed
+                        ))
+                    });
                     let mut state = state.lock().expect("no worker panicked");
                     match result {
                         Ok(summary) => {

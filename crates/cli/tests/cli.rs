@@ -278,10 +278,9 @@ fn interrupt_then_resume() {
     assert_eq!(result["history"].as_array().unwrap().len(), epochs_done + 1);
 }
 
-/// Runs `haltlab compare` on `set` with `jobs` threads and returns the parsed comparison.json
-/// and the Markdown table.
-fn compare(set: &Path, jobs: &str, results: &Path) -> (serde_json::Value, String) {
-    let output = haltlab()
+/// Runs `haltlab compare` on `set` with `jobs` threads, writing under `results`.
+fn run_compare(set: &Path, jobs: &str, results: &Path) -> Output {
+    haltlab()
         .args([
             "compare",
             set.to_str().unwrap(),
@@ -291,7 +290,13 @@ fn compare(set: &Path, jobs: &str, results: &Path) -> (serde_json::Value, String
         ])
         .arg(results)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `haltlab compare` on `set` with `jobs` threads and returns the parsed comparison.json
+/// and the Markdown table.
+fn compare(set: &Path, jobs: &str, results: &Path) -> (serde_json::Value, String) {
+    let output = run_compare(set, jobs, results);
     assert!(output.status.success(), "{}", stderr(&output));
     let dir = std::fs::read_dir(results.join("set"))
         .unwrap()
@@ -308,7 +313,7 @@ fn compare(set: &Path, jobs: &str, results: &Path) -> (serde_json::Value, String
 // column, a method's own `epochs` overrides the set's, and training runs on two threads gives
 // the same numbers as on one.
 #[test]
-fn compare_writes_the_table_and_threads_do_not_change_it() {
+fn compare_table_same_across_threads() {
     let dir = tempfile::tempdir().unwrap();
     write_recipe(dir.path(), "act.toml", PARITY);
     write_recipe(
@@ -339,7 +344,8 @@ fn compare_writes_the_table_and_threads_do_not_change_it() {
     ] {
         assert!(markdown.contains(column), "no column {column}: {markdown}");
     }
-    assert!(markdown.contains("| act |") && markdown.contains("| pondernet |"));
+    assert!(markdown.contains("| act |"), "{markdown}");
+    assert!(markdown.contains("| pondernet |"), "{markdown}");
     // Steps per epoch are 3, so ACT's own 2 epochs end at step 6 and PonderNet's one epoch,
     // from the set, at step 3.
     let rows = one["rows"].as_array().unwrap();
@@ -371,4 +377,32 @@ fn compare_writes_the_table_and_threads_do_not_change_it() {
         rows
     };
     assert_eq!(strip(&one), strip(&two));
+}
+
+// Each bad comparison set or option is rejected before any training, with a message that
+// names the problem, and writes nothing.
+#[test]
+fn compare_rejects_bad_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    write_recipe(dir.path(), "act.toml", PARITY);
+    let methods = "methods = [{ name = \"act\", recipe = \"act.toml\" }]\n";
+    let cases = [
+        (format!("seeds = [3, 1, 1]\n{methods}"), "1", "seed twice"),
+        (format!("seeds = [1]\n{methods}"), "0", "--jobs 0"),
+        (
+            "seeds = [1]\nmethods = [{ name = \"act\", recipe = \"act.toml\", epochs = 0 }]\n"
+                .to_owned(),
+            "1",
+            "method act of comparison set",
+        ),
+    ];
+    for (text, jobs, expected) in cases {
+        let set = write_recipe(dir.path(), "set.toml", &text);
+        let results = dir.path().join("results");
+        let output = run_compare(&set, jobs, &results);
+        assert!(!output.status.success(), "accepted {text}");
+        let message = stderr(&output);
+        assert!(message.contains(expected), "{text}: {message}");
+        assert!(is_empty_dir(&results), "{text} wrote results");
+    }
 }

@@ -285,7 +285,8 @@ fn fit<M: Module + ExitStages>(
             let validation = evaluate(&model.valid(), &data.validation, exits, device);
             let mut schedule = learning_rate_log(training, learning_rate);
             if let Some(regulariser) = recipe.schedule.as_ref().and_then(|s| s.regulariser) {
-                schedule.insert("regulariser_weight".to_owned(), regulariser.value(step));
+                // The weight that the epoch's last update used, as for the learning rate.
+                schedule.insert("regulariser_weight".to_owned(), regulariser.value(step - 1));
             }
             let record = EpochRecord {
                 epoch,

@@ -504,7 +504,8 @@ pub struct Training {
     /// Learning-rate schedule over the run's optimiser steps.
     #[serde(default)]
     pub learning_rate_decay: LearningRateDecay,
-    /// Learning rate reached at the last step by a decaying schedule; 0 when absent.
+    /// End point of a decaying schedule, reached one step after the last update; 0 when
+    /// absent.
     pub final_learning_rate: Option<f64>,
     /// Save a checkpoint every this many optimiser steps; a checkpoint is also saved at the
     /// end and on Ctrl-C.
@@ -526,10 +527,11 @@ pub enum LearningRateDecay {
 }
 
 impl Training {
-    /// Learning rate of the update made after `step` earlier updates, in a run of
-    /// `total_steps` updates: `learning_rate` at step 0, and with a decay, the final rate at
-    /// step `total_steps`. The decay follows the run's length, so a comparison that overrides
-    /// the number of epochs keeps the same curve.
+    /// Returns the learning rate of the update made after `step` earlier updates, in a run of
+    /// `total_steps` updates. A decay runs from `learning_rate` at step 0 to the final rate at
+    /// step `total_steps`, one step after the last update, so the last update uses
+    /// final + (start − final)/`total_steps` under a linear decay. The decay follows the run's
+    /// length, so a comparison that overrides the number of epochs keeps the same curve.
     pub fn learning_rate_at(&self, step: u64, total_steps: u64) -> f64 {
         let shape = match self.learning_rate_decay {
             LearningRateDecay::Constant => return self.learning_rate,
@@ -1190,10 +1192,11 @@ mod learning_rate_tests {
         }
     }
 
-    // From 0.004 to 0.0004 over 100 steps; the middle is step 50 (t = 0.5).
-    // Linear: 0.004 + 0.5·(0.0004 − 0.004) = 0.0022. Cosine: 0.0004 + 0.0036·(1 + cos(π/2))/2
-    // = 0.0022 as well; at step 25 they differ: linear 0.0031, cosine
-    // 0.0004 + 0.0036·(1 + √2/2)/2 ≈ 0.0034728.
+    // From 0.004 at step 0 to 0.0004 at step 100, the end of a 100-update run; the middle is
+    // step 50 (t = 0.5). Linear: 0.004 + 0.5·(0.0004 − 0.004) = 0.0022. Cosine:
+    // 0.0004 + 0.0036·(1 + cos(π/2))/2 = 0.0022 as well. At step 25 they differ: linear 0.0031,
+    // cosine 0.0004 + 0.0036·(1 + √2/2)/2 ≈ 0.0034728. The last update (step 99) uses
+    // 0.0004 + 0.0036/100 = 0.000436 under the linear decay.
     #[test]
     fn decay_start_middle_end() {
         let linear = training(LearningRateDecay::Linear, Some(0.0004));
@@ -1205,6 +1208,7 @@ mod learning_rate_tests {
             assert!(schedule.learning_rate_decays());
         }
         assert!((linear.learning_rate_at(25, 100) - 0.0031).abs() < 1e-15);
+        assert!((linear.learning_rate_at(99, 100) - 0.000436).abs() < 1e-15);
         let quarter = 0.0004 + 0.0036 * (1.0 + std::f64::consts::FRAC_1_SQRT_2) / 2.0;
         assert!((cosine.learning_rate_at(25, 100) - quarter).abs() < 1e-15);
         // Without a final rate the decay ends at 0.

@@ -193,7 +193,8 @@ fn resumed_run_matches_uninterrupted() {
             "{method}"
         );
         assert_eq!(resumed.evaluation, uninterrupted.evaluation, "{method}");
-        // The learning rate logged for the last epoch is the cosine's value at step 14 of 15.
+        // Each epoch logs the rate of its last update, here the cosine from 0.01 (step 0) to
+        // 0.001 (step 15) at step 14.
         let logged = resumed.history[2].schedule["learning_rate"];
         let expected = 0.001 + 0.009 * (1.0 + (std::f64::consts::PI * 14.0 / 15.0).cos()) / 2.0;
         assert!((logged - expected).abs() < 1e-12, "{method}: {logged}");
