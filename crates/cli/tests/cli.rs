@@ -406,3 +406,101 @@ fn compare_rejects_bad_sets() {
         assert!(is_empty_dir(&results), "{text} wrote results");
     }
 }
+
+/// Writes `set` as an IDX image file and an IDX label file (big-endian headers, magic 0x803
+/// and 0x801, one unsigned byte per pixel or label).
+fn write_idx(dir: &Path, prefix: &str, set: &haltlab_data::images::ImageSet, rows: &[usize]) {
+    let pixels_per_image = set.height * set.width;
+    let count = rows.len() as u32;
+    let mut images = Vec::new();
+    for header in [0x0803, count, set.height as u32, set.width as u32] {
+        images.extend_from_slice(&u32::to_be_bytes(header));
+    }
+    let mut labels = Vec::new();
+    for header in [0x0801, count] {
+        labels.extend_from_slice(&u32::to_be_bytes(header));
+    }
+    for &row in rows {
+        let image = &set.pixels[row * pixels_per_image..(row + 1) * pixels_per_image];
+        images.extend(image.iter().map(|&value| (value * 255.0).round() as u8));
+        labels.push(set.labels[row]);
+    }
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+}
+
+// The shipped IDX recipe (B-LeNet with one branch) runs end to end on IDX files made from the
+// MNIST sample: every 5th image (1,000) for training and validation, and every 25th from the
+// third on (200) as the test set. The sample is sorted by label, so strides cover all ten
+// digits. One epoch and a short latency measurement keep it fast; the UCI path is made
+// absolute.
+#[test]
+fn idx_lenet_recipe_runs() {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let root = Path::new(&manifest).join("../..");
+    let shared = root.join("../shared/data");
+    let sample = haltlab_data::images::load_csv(
+        &shared.join("mnist_5k.csv.gz"),
+        haltlab_data::images::CsvLayout::MNIST,
+    )
+    .expect("the MNIST sample in ../shared/data loads");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("idx");
+    std::fs::create_dir(&data).unwrap();
+    let train: Vec<usize> = (0..sample.len()).step_by(5).collect();
+    let test: Vec<usize> = (2..sample.len()).step_by(25).collect();
+    write_idx(&data, "train", &sample, &train);
+    write_idx(&data, "t10k", &sample, &test);
+
+    let shipped = std::fs::read_to_string(root.join("experiments/mnist_lenet_idx.toml")).unwrap();
+    let uci = shared.join("uci_digits.csv.gz");
+    let text = shipped
+        .replace("epochs = 10", "epochs = 1")
+        .replace("latency_samples = 1000", "latency_samples = 20")
+        .replace(
+            "\"../shared/data/uci_digits.csv.gz\"",
+            &format!("{:?}", uci.to_str().unwrap()),
+        );
+    assert_ne!(text, shipped);
+    let recipe = write_recipe(dir.path(), "mnist_lenet_idx.toml", &text);
+    let results = dir.path().join("results");
+    let output = run(
+        &[
+            "run",
+            recipe.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        &results,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let run_dir = std::fs::read_dir(results.join("mnist_lenet_idx"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("result.json")).unwrap())
+            .unwrap();
+    assert_eq!(result["status"]["state"], "completed", "{result}");
+    let test = &result["evaluation"]["test"];
+    assert_eq!(test["samples"], 200, "{test}");
+    // Ten classes: one epoch on 900 images must beat guessing (10%) by a wide margin.
+    let accuracy = test["accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.5, "test accuracy {accuracy}: {result}");
+    // Two exits: the branch after the first convolution block and the main head.
+    let report = &test["exit_report"];
+    assert_eq!(
+        report["layer_flops"].as_array().unwrap().len(),
+        2,
+        "{report}"
+    );
+    // The recipe's UCI digits path was read, so its shift is reported next to the generated
+    // ones.
+    let shifts = report["shifts"].as_object().unwrap();
+    assert!(shifts.contains_key("uci_digits"), "{shifts:?}");
+    assert!(shifts.contains_key("rotation"), "{shifts:?}");
+}
