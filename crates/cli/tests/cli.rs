@@ -215,13 +215,32 @@ fn run_writes_result_files() {
 
 #[test]
 fn interrupt_then_resume() {
+    // ACT, and REINFORCE with a learned baseline, whose loop draws noise and trains a second
+    // module.
+    let reinforce =
+        "method = \"reinforce\"\nmax_steps = 3\nponder_weight = 0.01\nbaseline = \"learned\"";
+    for (name, halting) in [("long_act", None), ("long_reinforce", Some(reinforce))] {
+        interrupt_then_resume_run(name, halting);
+    }
+}
+
+/// Interrupts a long parity run named `name` with SIGINT after its first epoch, then resumes
+/// it for one more epoch; `halting` replaces the ACT `[halting]` body of [`PARITY`].
+fn interrupt_then_resume_run(name: &str, halting: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
     // Long enough that the interrupt arrives during training.
-    let text = PARITY
+    let mut text = PARITY
         .replace("epochs = 2", "epochs = 400")
         .replace("steps_per_epoch = 3", "steps_per_epoch = 400");
-    let recipe = write_recipe(dir.path(), "long.toml", &text);
+    if let Some(halting) = halting {
+        text = text.replace(
+            "method = \"act\"\nmax_steps = 3\nponder_weight = 0.01",
+            halting,
+        );
+        assert!(text.contains(halting));
+    }
+    let recipe = write_recipe(dir.path(), &format!("{name}.toml"), &text);
     let mut child = haltlab()
         .args(["run", recipe.to_str().unwrap(), "--quiet", "--results"])
         .arg(&results)
@@ -232,7 +251,7 @@ fn interrupt_then_resume() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let run_dir = loop {
         assert!(Instant::now() < deadline, "no epoch recorded within 60 s");
-        let found = std::fs::read_dir(results.join("long"))
+        let found = std::fs::read_dir(results.join(name))
             .ok()
             .and_then(|mut entries| entries.next())
             .map(|entry| entry.unwrap().path());
