@@ -225,7 +225,7 @@ fn interrupt_then_resume() {
 }
 
 /// Interrupts a long parity run named `name` with SIGINT after its first epoch, then resumes
-/// it for one more epoch; `halting` replaces the ACT `[halting]` body of [`PARITY`].
+/// it for one more epoch. A `halting` body replaces the ACT one of [`PARITY`].
 fn interrupt_then_resume_run(name: &str, halting: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
