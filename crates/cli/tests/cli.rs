@@ -29,6 +29,14 @@ fn write_recipe(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// Returns the repository root, found when the test runs: a test binary reused from a shared
+/// build cache keeps the compile-time `CARGO_MANIFEST_DIR` of the checkout that built it.
+fn repository_root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../..")
+}
+
 fn is_empty_dir(path: &Path) -> bool {
     !path.exists() || std::fs::read_dir(path).unwrap().next().is_none()
 }
@@ -138,15 +146,9 @@ fn missing_shift_data_writes_nothing() {
         "format = \"csv\"\nuci_digits_path = \"no-such-uci.csv.gz\"",
     );
     let recipe = write_recipe(dir.path(), "mnist.toml", &text);
-    // Read at run time: a test binary reused from a shared build cache keeps the compile-time
-    // path of the checkout that built it.
-    let manifest = std::env::var("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
-    let data = format!("{manifest}/../../../shared/data/mnist_5k.csv.gz");
-    let output = run(
-        &["run", recipe.to_str().unwrap(), "--data", &data],
-        &results,
-    );
+    let data = repository_root().join("../shared/data/mnist_5k.csv.gz");
+    let data = data.to_str().unwrap();
+    let output = run(&["run", recipe.to_str().unwrap(), "--data", data], &results);
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("no-such-uci.csv.gz"),
@@ -329,8 +331,8 @@ fn compare(set: &Path, jobs: &str, results: &Path) -> (serde_json::Value, String
 }
 
 // Two methods over two seeds on both settings: the table has a row per method with every
-// column, a method's own `epochs` overrides the set's, and training runs on two threads gives
-// the same numbers as on one.
+// column, a method's own `epochs` overrides the set's, and training on two threads gives the
+// same numbers as on one.
 #[test]
 fn compare_table_same_across_threads() {
     let dir = tempfile::tempdir().unwrap();
@@ -455,9 +457,7 @@ fn write_idx(dir: &Path, prefix: &str, set: &haltlab_data::images::ImageSet, row
 // absolute.
 #[test]
 fn idx_lenet_recipe_runs() {
-    let manifest = std::env::var("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
-    let root = Path::new(&manifest).join("../..");
+    let root = repository_root();
     let shared = root.join("../shared/data");
     let sample = haltlab_data::images::load_csv(
         &shared.join("mnist_5k.csv.gz"),

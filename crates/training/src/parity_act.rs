@@ -46,19 +46,18 @@ pub(crate) struct EpochSums {
     pub regulariser: f64,
     pub steps: u64,
     pub histogram: Histogram,
-    /// Schedule values of the latest step.
-    pub schedule: BTreeMap<String, f64>,
 }
 
 impl EpochSums {
-    /// Returns the epoch's record: per-step means of the sums, and the schedule values of its
-    /// last step.
+    /// Returns the epoch's record: per-step means of the sums, with the schedule values that
+    /// the epoch's last update used.
     pub(crate) fn record(
         self,
         epoch: usize,
         step: u64,
         validation_accuracy: f64,
         elapsed_seconds: f64,
+        schedule: BTreeMap<String, f64>,
     ) -> EpochRecord {
         let steps = self.steps.max(1) as f64;
         EpochRecord {
@@ -71,7 +70,7 @@ impl EpochSums {
             halting_histogram: self.histogram,
             expected_compute: Some(self.compute / steps),
             elapsed_seconds,
-            schedule: self.schedule,
+            schedule,
         }
     }
 }
@@ -171,7 +170,6 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
         sums.loss += loss_value;
         sums.compute += ponder_cost.into_scalar::<f32>() as f64;
         sums.steps += 1;
-        sums.schedule = learning_rate_log(training, learning_rate);
         monitor.step(step, loss_value);
 
         if step % steps_per_epoch == 0 {
@@ -182,6 +180,7 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
                 step,
                 validation_result.accuracy,
                 progress.seconds_before + started.elapsed().as_secs_f64(),
+                learning_rate_log(training, learning_rate),
             );
             monitor.epoch(&record);
             progress.history.push(record);

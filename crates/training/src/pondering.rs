@@ -125,7 +125,7 @@ struct Progress {
     step: u64,
     history: Vec<EpochRecord>,
     epoch: EpochSums,
-    /// REINFORCE's moving-average baseline; `None` until the run starts.
+    /// REINFORCE's moving-average baseline, or `None` before the first step.
     moving_baseline: Option<MovingAverageBaseline>,
     /// Training seconds spent before the latest resume.
     seconds_before: f64,
@@ -213,13 +213,6 @@ fn train_pondering(
             .regulariser
             .map_or(1.0, |schedule| schedule.value(progress.step));
         let learning_rate = training.learning_rate_at(progress.step, total_steps);
-        let mut schedule_values = learning_rate_log(training, learning_rate);
-        if schedules.temperature.is_some() {
-            schedule_values.insert("temperature".to_owned(), temperature);
-        }
-        if schedules.regulariser.is_some() {
-            schedule_values.insert("regulariser_weight".to_owned(), regulariser_weight);
-        }
 
         let batch = stream.batch(progress.step, training.batch_size)?;
         let (inputs, targets) = batch_tensors(&batch, &train_device);
@@ -318,11 +311,10 @@ fn train_pondering(
         sums.loss += loss_value;
         sums.regulariser += output.regulariser;
         sums.steps += 1;
-        sums.schedule = schedule_values;
         monitor.step(step, loss_value);
 
         if step % steps_per_epoch == 0 {
-            let mut sums = std::mem::take(&mut progress.epoch);
+            let sums = std::mem::take(&mut progress.epoch);
             let validation_result = evaluate(
                 &trainee.network.valid(),
                 &validation,
@@ -331,13 +323,22 @@ fn train_pondering(
                 recipe.seed ^ VALIDATION_STREAM,
                 &device,
             )?;
+            // The schedule values of the epoch's last update, which is this step's.
+            let mut schedule = learning_rate_log(training, learning_rate);
+            if schedules.temperature.is_some() {
+                schedule.insert("temperature".to_owned(), temperature);
+            }
+            if schedules.regulariser.is_some() {
+                schedule.insert("regulariser_weight".to_owned(), regulariser_weight);
+            }
             let regulariser = sums.regulariser / sums.steps.max(1) as f64;
-            sums.schedule.insert("regulariser".to_owned(), regulariser);
+            schedule.insert("regulariser".to_owned(), regulariser);
             let record = sums.record(
                 epoch,
                 step,
                 validation_result.accuracy,
                 progress.seconds_before + started.elapsed().as_secs_f64(),
+                schedule,
             );
             monitor.epoch(&record);
             progress.history.push(record);
