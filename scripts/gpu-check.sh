@@ -27,7 +27,7 @@ echo "== backend agreement on this machine's devices" | tee -a "$out/log.txt"
 cargo test --release --locked --workspace --test backend_agreement 2>&1 | tee -a "$out/log.txt" | tail -n 3
 
 # The full-size comparison (64-element parity, M = 20, 100 epochs, 30 runs) is the longest
-# part, so it gets a fixed share of the 8 minutes. Rows are written in table order, so a
+# part, so it gets a fixed share of the script's 8-minute budget. Rows are written in table order, so a
 # method's row appears once it and every method above it have finished.
 : "${COMPARE_SECONDS:=240}"
 echo "== parity comparison at full size on wgpu (at most $COMPARE_SECONDS s)" | tee -a "$out/log.txt"

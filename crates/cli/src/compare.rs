@@ -223,7 +223,7 @@ pub fn compare(args: &CompareArgs) -> Result<PathBuf> {
         rows: Vec::new(),
     };
 
-    // Every (method, seed, setting) run is a task; `jobs` threads take tasks in table order.
+    // Every (method, seed, setting) run is a task, and `jobs` threads take tasks in table order.
     let tasks: Vec<Task> = plans
         .iter()
         .enumerate()

@@ -2,11 +2,11 @@
 //! results as `flex` within a relative tolerance.
 //!
 //! Training runs draw their initial weights on flex for every backend
-//! (`parity_act::host_initialised`) and their data from seeded host streams, so the short runs
-//! start from the same weights and see the same batches; the remaining differences are
-//! floating-point rounding. GPU reductions sum in a different order than the CPU backends, so
-//! single operations agree to about 1e-6 relative; over 30 optimiser steps the per-epoch losses
-//! on ndarray and lavapipe (Mesa 22.3) stayed within 2e-7 (relative) of flex. The tolerances
+//! (`parity_act::host_initialised`) and their data from seeded host streams. The short runs
+//! therefore start from the same weights and see the same batches, so only floating-point
+//! rounding differs. GPU reductions sum in a different order than the CPU backends, so single
+//! operations agree to about 1e-6 relative. Over 30 optimiser steps the per-epoch losses on
+//! ndarray and lavapipe (Mesa 22.3) stayed within 2e-7 (relative) of flex. The tolerances
 //! below leave a wide margin for other GPUs and drivers. A halting decision that flips near its
 //! threshold can change a prediction, hence the accuracy tolerance of 1% (2 of 200 vectors).
 //!

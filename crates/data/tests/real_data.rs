@@ -9,8 +9,8 @@ use haltlab_data::shift::resize;
 const MNIST_5K: &str = "mnist_5k.csv.gz";
 const UCI_DIGITS: &str = "uci_digits.csv.gz";
 
-/// The crate's directory, read when the test runs. A test binary reused from a shared build
-/// cache (`CARGO_TARGET_DIR`) keeps the compile-time path of the checkout that built it.
+/// Returns the crate's directory, read when the test runs. A test binary reused from a shared
+/// build cache (`CARGO_TARGET_DIR`) keeps the compile-time path of the checkout that built it.
 fn manifest_dir() -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
