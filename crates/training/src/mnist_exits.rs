@@ -113,6 +113,8 @@ pub fn train(
         .as_ref()
         .ok_or(TrainingError::MissingSection("exits"))?;
     let train_device = device.clone().autodiff();
+    // NOTE: unlike the parity models (`parity_act::host_initialised`), these draw their initial
+    // weights from the device's own generator, so each backend starts from different weights.
     train_device.seed(recipe.seed);
     let classes = data.train.classes;
     match exits.architecture {
