@@ -2,6 +2,7 @@
 //! lists backends.
 
 mod backend;
+mod bench;
 mod bench_exits;
 mod compare;
 mod plot;
@@ -30,6 +31,9 @@ enum Command {
     Run(run::RunArgs),
     /// Train an early-exit recipe like `run`, then print measured time against FLOP fraction.
     BenchExits(run::RunArgs),
+    /// Time the training and early-exit workloads and compare them with the PyTorch reference.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Train a set of parity recipes over seeds and write a comparison table.
     Compare(compare::CompareArgs),
     /// Summarise result files as a table, seeds aggregated as mean ± std.
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         Command::Run(args) => run::run(args).map(|(end, _)| end),
         Command::BenchExits(args) => bench_exits::bench_exits(args).map(|_| run::RunEnd::Completed),
+        Command::Bench(command) => bench::bench(command).map(|()| run::RunEnd::Completed),
         Command::Compare(args) => compare::compare(args).map(|_| run::RunEnd::Completed),
         Command::Table(args) => table::table(args).map(|()| run::RunEnd::Completed),
         Command::Plot(args) => plot::plot(args).map(|()| run::RunEnd::Completed),

@@ -3,6 +3,7 @@
 //! Every run writes one [`RunResult`] as JSON; its structs are the result schema, and
 //! [`SCHEMA_VERSION`] changes whenever a key changes meaning or is removed.
 
+pub mod bench;
 pub mod calibration;
 pub mod exit_report;
 pub mod latency;

@@ -9,7 +9,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 
-use crate::exit_engine::ExitStages;
+use crate::exit_engine::{ExitStages, read_floats};
 
 /// Configuration of an [`ExitMlp`].
 #[derive(Config, Debug)]
@@ -55,6 +55,49 @@ pub struct ExitMlp {
     heads: Vec<Linear>,
     /// One halting unit per hidden layer, or none for an ungated network.
     gates: Vec<Linear>,
+}
+
+/// One parameter tensor of a network, copied to the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedArray {
+    /// Path of the parameter, such as `layers.0.weight`.
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Values in row-major order.
+    pub values: Vec<f32>,
+}
+
+impl ExitMlp {
+    /// Copies the weight and bias of every hidden layer, head and gate to the host, named
+    /// `layers.<l>.weight`, `heads.<l>.bias` and so on (l from 0). Weights keep Burn's
+    /// `[in, out]` layout, the transpose of PyTorch's `nn.Linear.weight`.
+    pub fn linear_parameters(&self) -> Vec<NamedArray> {
+        let groups = [
+            ("layers", &self.layers),
+            ("heads", &self.heads),
+            ("gates", &self.gates),
+        ];
+        let mut arrays = Vec::new();
+        for (group, linears) in groups {
+            for (index, linear) in linears.iter().enumerate() {
+                let weight = linear.weight.val();
+                arrays.push(NamedArray {
+                    name: format!("{group}.{index}.weight"),
+                    shape: weight.dims().to_vec(),
+                    values: read_floats(weight),
+                });
+                if let Some(bias) = &linear.bias {
+                    let bias = bias.val();
+                    arrays.push(NamedArray {
+                        name: format!("{group}.{index}.bias"),
+                        shape: bias.dims().to_vec(),
+                        values: read_floats(bias),
+                    });
+                }
+            }
+        }
+        arrays
+    }
 }
 
 impl ExitStages for ExitMlp {
@@ -117,6 +160,35 @@ mod tests {
             "all rows left at one head: {:?}",
             batch.exit_layer
         );
+    }
+
+    #[test]
+    fn linear_parameters_name_every_tensor() {
+        let device = Device::flex();
+        let model = network(&device);
+        let arrays = model.linear_parameters();
+        let names: Vec<&str> = arrays.iter().map(|array| array.name.as_str()).collect();
+        assert_eq!(names.len(), 12);
+        assert_eq!(names[0], "layers.0.weight");
+        assert_eq!(names[11], "heads.2.bias");
+        assert_eq!(arrays[0].shape, vec![12, 16]);
+        assert_eq!(arrays[0].values.len(), 12 * 16);
+        // The exported first layer reproduces the network's first hidden layer.
+        let inputs = Tensor::<2>::random([3, 12], Distribution::Default, &device);
+        let hidden = read_floats(model.forward_stage(0, inputs.clone()).0);
+        let rows = read_floats(inputs);
+        let (weight, bias) = (&arrays[0].values, &arrays[1].values);
+        for row in 0..3 {
+            for unit in 0..16 {
+                let sum: f32 = (0..12)
+                    .map(|feature| rows[row * 12 + feature] * weight[feature * 16 + unit])
+                    .sum::<f32>()
+                    + bias[unit];
+                let expected = sum.max(0.0);
+                let found = hidden[row * 16 + unit];
+                assert!((expected - found).abs() < 1e-5, "{expected} vs {found}");
+            }
+        }
     }
 
     #[test]

@@ -121,14 +121,7 @@ impl Checkpointer {
         text_to_floats(&mut value);
         let state: StateFile<S> = serde_json::from_value(value).map_err(invalid)?;
 
-        let model_path = self.dir.join(&state.model);
-        let model_bytes =
-            fs::read(&model_path).map_err(|source| self.io_error("read", &model_path, source))?;
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))
-            .map_err(|error| self.record_error("decode the model", error))?;
-        let model = model
-            .try_load_record(record)
-            .map_err(|error| self.record_error("load the model", error))?;
+        let model = self.load_model_file(model, &state.model)?;
 
         let optimizer_path = self.dir.join(&state.optimizer);
         let optimizer_bytes = fs::read(&optimizer_path)
@@ -137,6 +130,34 @@ impl Checkpointer {
             .from_bytes(Bytes::from_bytes_vec(optimizer_bytes))
             .map_err(|error| self.record_error("load the optimiser state", error))?;
         Ok(Some((model, optimizer, state.progress, state.step)))
+    }
+
+    /// Loads only the model of the latest checkpoint into `model`, for evaluation, or returns
+    /// `None` when the directory contains no checkpoint.
+    pub fn load_model<M: Module>(&self, model: M) -> Result<Option<M>, TrainingError> {
+        let state_path = self.dir.join("state.json");
+        if !state_path.exists() {
+            return Ok(None);
+        }
+        let text =
+            fs::read(&state_path).map_err(|source| self.io_error("read", &state_path, source))?;
+        let state: StateFile<serde::de::IgnoredAny> =
+            serde_json::from_slice(&text).map_err(|error| TrainingError::Checkpoint {
+                path: state_path.clone(),
+                problem: format!("invalid checkpoint state: {error}"),
+            })?;
+        self.load_model_file(model, &state.model).map(Some)
+    }
+
+    fn load_model_file<M: Module>(&self, model: M, name: &str) -> Result<M, TrainingError> {
+        let model_path = self.dir.join(name);
+        let model_bytes =
+            fs::read(&model_path).map_err(|source| self.io_error("read", &model_path, source))?;
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))
+            .map_err(|error| self.record_error("decode the model", error))?;
+        model
+            .try_load_record(record)
+            .map_err(|error| self.record_error("load the model", error))
     }
 
     /// Removes record files other than `keep`; a failure only leaves an old file behind.

@@ -53,4 +53,8 @@ pub enum TrainingError {
         "interrupted at epoch {epoch}, step {step}; a checkpoint was saved, resume with `haltlab run --resume RUN_DIR`"
     )]
     Interrupted { epoch: usize, step: u64 },
+    #[error(
+        "the benchmark trained {steps} steps, which leaves none to time after {warmup} warm-up steps; train more steps"
+    )]
+    BenchTooShort { steps: usize, warmup: usize },
 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use haltlab_data::images::{self, CsvLayout, ImageSet};
@@ -18,9 +17,10 @@ use haltlab_eval::{ComputeReport, ExitReport, Histogram, ShiftReport, accuracy};
 use haltlab_halting::exits::{
     ConfidenceRule, EntropyRule, ExitRule, GateRule, PatienceRule, row_argmax, row_confidence,
 };
-use haltlab_model::exit_engine::{ExitStages, infer_full, infer_hard, read_floats, replay_exits};
+use haltlab_model::exit_engine::{ExitStages, read_floats, replay_exits};
 
 use crate::TrainingError;
+use crate::bench::time_exit_calls;
 use crate::recipe::{ExitModel, MnistTask};
 
 /// Batch size of evaluation passes; it changes speed, not results.
@@ -358,23 +358,7 @@ pub fn measure_compute(
     let single: Vec<Tensor<2>> = (0..samples)
         .map(|index| image_inputs(test_set, &[index], device))
         .collect();
-    // Warm-up: the first calls allocate buffers.
-    for inputs in single.iter().take(10) {
-        infer_hard(model, inputs.clone(), rule.as_mut());
-        infer_full(model, inputs.clone());
-    }
-    let mut exit_times = Vec::with_capacity(samples);
-    let mut full_times = Vec::with_capacity(samples);
-    let mut exit_layers = Vec::with_capacity(samples);
-    for inputs in &single {
-        let started = Instant::now();
-        let hard = infer_hard(model, inputs.clone(), rule.as_mut());
-        exit_times.push(started.elapsed().as_secs_f64());
-        exit_layers.extend(hard.exit_layer);
-        let started = Instant::now();
-        infer_full(model, inputs.clone());
-        full_times.push(started.elapsed().as_secs_f64());
-    }
+    let single_times = time_exit_calls(model, &single, rule.as_mut(), 1, 10);
 
     let batch_size = exits.latency_batch_size.min(test_set.len().max(1));
     let indices: Vec<usize> = (0..test_set.len()).collect();
@@ -383,23 +367,8 @@ pub fn measure_compute(
         .filter(|chunk| chunk.len() == batch_size)
         .map(|chunk| image_inputs(test_set, chunk, device))
         .collect();
-    let mut batched_exit_times = Vec::new();
-    let mut batched_full_times = Vec::new();
-    for round in 0..6 {
-        for inputs in &batches {
-            let started = Instant::now();
-            infer_hard(model, inputs.clone(), rule.as_mut());
-            let exit_seconds = started.elapsed().as_secs_f64();
-            let started = Instant::now();
-            infer_full(model, inputs.clone());
-            let full_seconds = started.elapsed().as_secs_f64();
-            // The first round is warm-up.
-            if round > 0 {
-                batched_exit_times.push(exit_seconds);
-                batched_full_times.push(full_seconds);
-            }
-        }
-    }
+    // One pass over all batches warms up, then five are timed.
+    let batched_times = time_exit_calls(model, &batches, rule.as_mut(), 5, batches.len());
 
     let ratio = |numerator: &LatencySummary, denominator: &LatencySummary| {
         if denominator.p50_ms > 0.0 {
@@ -408,12 +377,12 @@ pub fn measure_compute(
             0.0
         }
     };
-    let batch1_exits = LatencySummary::from_seconds(&exit_times);
-    let batch1_full = LatencySummary::from_seconds(&full_times);
-    let batched_exits = LatencySummary::from_seconds(&batched_exit_times);
-    let batched_full = LatencySummary::from_seconds(&batched_full_times);
+    let batch1_exits = LatencySummary::from_seconds(&single_times.exits);
+    let batch1_full = LatencySummary::from_seconds(&single_times.full);
+    let batched_exits = LatencySummary::from_seconds(&batched_times.exits);
+    let batched_full = LatencySummary::from_seconds(&batched_times.full);
     let mut histogram = Histogram::with_steps(model.depth());
-    histogram.extend(exit_layers.iter().copied());
+    histogram.extend(single_times.exit_layer.iter().copied());
     ComputeReport {
         rule: choice.rule.clone(),
         threshold: choice.threshold,

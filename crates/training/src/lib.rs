@@ -4,6 +4,7 @@
 //! for progress, and return the history and evaluations that the caller writes to a result
 //! file.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod exit_analysis;
 pub mod failure;
