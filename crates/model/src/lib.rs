@@ -5,6 +5,7 @@ pub mod exit_cnn;
 pub mod exit_engine;
 pub mod exit_mlp;
 pub mod ponder;
+pub mod ponder_cpu;
 
 pub use exit_cnn::{ExitLenet, ExitLenetConfig};
 pub use exit_engine::{ExitStages, HardExits, infer_full, infer_hard};

@@ -128,6 +128,22 @@ impl PonderNetwork {
         self.hidden_size
     }
 
+    /// Recurrent cell.
+    pub fn cell(&self) -> CellKind {
+        self.cell
+    }
+
+    /// The layers in the order input gates, hidden gates, halting unit, output, for the fused
+    /// CPU kernel in [`crate::ponder_cpu`].
+    pub(crate) fn layers(&self) -> [&Linear; 4] {
+        [
+            &self.input_gates,
+            &self.hidden_gates,
+            &self.halting,
+            &self.output,
+        ]
+    }
+
     /// Projects the input once with the first-step flag set and once with it cleared.
     ///
     /// # Shapes
