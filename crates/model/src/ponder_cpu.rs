@@ -12,7 +12,7 @@
 //! the batch has halted and runs the halted samples along until then, with zero weight.
 //!
 //! The batch is split into `threads` chunks of rows that run forward and backward on their own
-//! threads, because every sample's computation is independent; only the weight gradients are
+//! threads, because every sample's computation is independent. Only the weight gradients are
 //! summed at the end. The matrix products use the `gemm` crate single-threaded: its rayon
 //! feature is off in this workspace's build of burn-flex, and enabling it would rebuild Burn.
 
@@ -67,7 +67,7 @@ fn invalid(name: &'static str, problem: String) -> PonderCpuError {
 /// Host copies of a ponder network's parameters, or gradients with the same layout.
 ///
 /// Matrices are row-major in Burn's `Linear` layout `[in, out]` (forward x·W + b). The input
-/// weight has `input_size + 1` rows, the first for the first-step flag; the gate blocks of the
+/// weight has `input_size + 1` rows, the first for the first-step flag. The gate blocks of the
 /// GRU are ordered reset, update, candidate along the output dimension.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostParameters {
@@ -335,9 +335,9 @@ pub struct ActStepResult<'a> {
 /// Computes one ACT training step of the parity trainer on the CPU: the forward pass of
 /// [`PonderNetwork::forward_act`], the loss and its gradients.
 ///
-/// `inputs` is row-major `[batch, input_size]`, `targets` holds one class id per sample, and
-/// `threads` (at least 1) is the number of threads that share the batch rows; 1 runs on the
-/// calling thread only.
+/// `inputs` is row-major `[batch, input_size]`, `targets` contains one class id per sample, and
+/// `threads` (at least 1) is the number of threads that share the batch rows. With 1,
+/// everything runs on the calling thread.
 ///
 /// # Errors
 /// Returns an error, before any computation, when ε is outside (0, 1), `max_steps` is 0, the
@@ -1029,7 +1029,7 @@ struct Output<'a> {
 /// Computes `out = lhs · rhs` or `out += lhs · rhs` with gemm, on the calling thread.
 ///
 /// # Panics
-/// Panics when an operand is too short for its shape and strides; the callers derive both from
+/// Panics when an operand is too short for its shape and strides. The callers derive both from
 /// the same checked sizes, so this only fires on a bug in this module.
 fn matmul(shape: Shape, out: Output<'_>, lhs: Operand<'_>, rhs: Operand<'_>) {
     let Shape { m, n, k } = shape;

@@ -36,7 +36,7 @@ pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
     p = multiply_add::<FMA>(p, r, 8.333_452e-3);
     p = multiply_add::<FMA>(p, r, 4.166_579_6e-2);
     p = multiply_add::<FMA>(p, r, 1.666_666_5e-1);
-    p = multiply_add::<FMA>(p, r, 5.000_000_1e-1);
+    p = multiply_add::<FMA>(p, r, 5e-1);
     let er = multiply_add::<FMA>(p, r * r, r + 1.0);
 
     // The bits of `shifted` are those of ROUNDING_SHIFT plus n, so the exponent field of 2ⁿ is
@@ -62,10 +62,10 @@ pub(crate) fn tanh<const FMA: bool>(x: f32) -> f32 {
 
     let z = x * x;
     let mut p = -5.704_988_7e-3;
-    p = multiply_add::<FMA>(p, z, 2.063_908_9e-2);
+    p = multiply_add::<FMA>(p, z, 2.063_909e-2);
     p = multiply_add::<FMA>(p, z, -5.373_971_6e-2);
     p = multiply_add::<FMA>(p, z, 1.333_144_2e-1);
-    p = multiply_add::<FMA>(p, z, -3.333_328_2e-1);
+    p = multiply_add::<FMA>(p, z, -3.333_328e-1);
     let small = multiply_add::<FMA>(p * z, x, x);
 
     if magnitude < 0.625 { small } else { large }

@@ -8,10 +8,10 @@ use crate::ponder::CellKind;
 
 /// Inputs and outputs of the forward pass of one step over the rows of a batch chunk.
 ///
-/// Rows are contiguous: `hidden` values per row for states, `gates = 3·hidden` (GRU) or
-/// `hidden` (RNN) for projections, `4·hidden` for saved GRU activations (r, z, candidate and
-/// the recurrent candidate term including its bias) and `heads = classes + 1` for the head
-/// outputs (output logits, then the halting logit).
+/// Rows are contiguous. A state row has `hidden` values and a projection row `gates` values
+/// (3 · hidden for the GRU, hidden for the RNN). A row of saved GRU activations has
+/// 4 · hidden values: r, z, the candidate and the recurrent candidate term with its bias.
+/// A head output row has classes + 1 values: the output logits, then the halting logit.
 pub(crate) struct ForwardRows<'a> {
     pub cell: CellKind,
     pub hidden: usize,
@@ -175,17 +175,15 @@ fn backward_generic<const FMA: bool>(rows: BackwardRows<'_>) {
         let projected_gradients = &mut rows.projected_gradients[b * gates..(b + 1) * gates];
 
         // ds = carry + Σₒ (dL/d outputₒ) · headₒ, the heads being the output and halting units.
-        for j in 0..hidden {
-            previous_carry[j] = carry[j];
-        }
+        previous_carry.copy_from_slice(carry);
         for (o, &gradient) in head_gradients.iter().enumerate() {
             let weights = &rows.heads[o * hidden..(o + 1) * hidden];
             for j in 0..hidden {
                 previous_carry[j] = multiply_add::<FMA>(gradient, weights[j], previous_carry[j]);
             }
         }
-        // `previous_carry` now holds ds for this row; it is overwritten below, value by value,
-        // with the direct part of dsₙ₋₁.
+        // `previous_carry` now contains ds for this row. The loop below overwrites it, value by
+        // value, with the direct part of dsₙ₋₁.
         match rows.cell {
             CellKind::Rnn => {
                 for j in 0..hidden {
