@@ -11,9 +11,10 @@
 //! loss of the parity ACT trainer. Like `forward_act`, the kernel stops once every sample of
 //! the batch has halted and runs the halted samples along until then, with zero weight.
 //!
-//! The batch is split into `threads` chunks of rows that run forward and backward on their own
-//! threads, because every sample's computation is independent. Only the weight gradients are
-//! summed at the end. The matrix products use the `gemm` crate single-threaded: its rayon
+//! The batch is split into chunks of 64 rows, which run forward and backward on their own,
+//! because every sample's computation is independent, and `threads` threads share the chunks.
+//! The chunks' weight gradients are summed in chunk order at the end, so results do not depend
+//! on the thread count. The matrix products use the `gemm` crate single-threaded: its rayon
 //! feature is off in this workspace's build of burn-flex, and enabling it would rebuild Burn.
 
 mod math;
@@ -149,6 +150,17 @@ impl HostParameters {
         }
     }
 
+    /// Returns the name and value of the first NaN or infinite value, in layer order, or
+    /// `None` when every value is finite.
+    pub fn first_non_finite(&self) -> Option<(&'static str, f32)> {
+        self.fields().into_iter().find_map(|(name, values, _)| {
+            values
+                .iter()
+                .find(|value| !value.is_finite())
+                .map(|&value| (name, value))
+        })
+    }
+
     /// Returns the tensors of this layout in the order of [`PonderNetwork`]'s layers, each as
     /// (field name, values, expected length).
     fn fields(&self) -> [(&'static str, &Vec<f32>, usize); 8] {
@@ -261,6 +273,10 @@ fn read_floats<const D: usize>(
         })
 }
 
+/// Batch rows per chunk: each chunk runs the whole forward and backward pass on its own rows,
+/// and the threads share the chunks.
+const ROWS_PER_CHUNK: usize = 64;
+
 /// Settings of an ACT training step, as in the `[halting]` section of an ACT recipe.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ActSettings {
@@ -336,8 +352,8 @@ pub struct ActStepResult<'a> {
 /// [`PonderNetwork::forward_act`], the loss and its gradients.
 ///
 /// `inputs` is row-major `[batch, input_size]`, `targets` contains one class id per sample, and
-/// `threads` (at least 1) is the number of threads that share the batch rows. With 1,
-/// everything runs on the calling thread.
+/// `threads` (at least 1) is the number of threads that share the chunks of 64 batch rows.
+/// With 1, or with one chunk, everything runs on the calling thread.
 ///
 /// # Errors
 /// Returns an error, before any computation, when ε is outside (0, 1), `max_steps` is 0, the
@@ -375,7 +391,9 @@ pub fn act_train_step<'a>(
         .extend_from_slice(&parameters.halting_bias);
     debug_assert_eq!(workspace.heads.len(), head_count * hidden);
 
-    let chunk_count = threads.min(batch);
+    // The chunks depend on the batch size alone, not on `threads`, so the gradient sums (and a
+    // whole training run) come out the same on any number of threads.
+    let chunk_count = batch.div_ceil(ROWS_PER_CHUNK);
     workspace.chunks.resize_with(chunk_count, Chunk::default);
     workspace.chunks.truncate(chunk_count);
     let job = Job {
@@ -386,31 +404,43 @@ pub fn act_train_step<'a>(
         threshold: (1.0 - settings.epsilon) as f32,
         batch,
     };
-    let bounds: Vec<(usize, usize)> = (0..chunk_count)
-        .map(|i| (i * batch / chunk_count, (i + 1) * batch / chunk_count))
-        .collect();
-    let slices = |&(start, end): &(usize, usize)| {
+    let rows_of = |index: usize| {
+        let start = index * ROWS_PER_CHUNK;
+        let end = (start + ROWS_PER_CHUNK).min(batch);
         (
             &inputs[start * input_size..end * input_size],
             &targets[start..end],
         )
     };
-    if chunk_count == 1 {
-        let (inputs, targets) = slices(&bounds[0]);
-        workspace.chunks[0].run(&job, inputs, targets);
+    let workers = threads.min(chunk_count);
+    if workers == 1 {
+        for (index, chunk) in workspace.chunks.iter_mut().enumerate() {
+            let (inputs, targets) = rows_of(index);
+            chunk.run(&job, inputs, targets);
+        }
     } else {
+        // Worker w runs chunks w, w + workers, w + 2·workers and so on.
+        let mut shares: Vec<Vec<(usize, &mut Chunk)>> = (0..workers).map(|_| Vec::new()).collect();
+        for (index, chunk) in workspace.chunks.iter_mut().enumerate() {
+            shares[index % workers].push((index, chunk));
+        }
         std::thread::scope(|scope| {
-            let (first, rest) = workspace
-                .chunks
-                .split_first_mut()
-                .expect("chunk_count is at least 1");
-            for (chunk, range) in rest.iter_mut().zip(&bounds[1..]) {
-                let (inputs, targets) = slices(range);
+            let mut shares = shares.into_iter();
+            let own = shares.next().expect("workers is at least 2 here");
+            for share in shares {
                 let job = &job;
-                scope.spawn(move || chunk.run(job, inputs, targets));
+                let rows_of = &rows_of;
+                scope.spawn(move || {
+                    for (index, chunk) in share {
+                        let (inputs, targets) = rows_of(index);
+                        chunk.run(job, inputs, targets);
+                    }
+                });
             }
-            let (inputs, targets) = slices(&bounds[0]);
-            first.run(&job, inputs, targets);
+            for (index, chunk) in own {
+                let (inputs, targets) = rows_of(index);
+                chunk.run(&job, inputs, targets);
+            }
         });
     }
     Ok(workspace.collect(parameters, settings, batch))

@@ -14,7 +14,8 @@ use crate::ponder::PonderConfig;
 
 const LENGTH: usize = 4;
 const HIDDEN: usize = 16;
-const BATCH: usize = 8;
+/// Three chunks of rows: 64, 64 and 22.
+const BATCH: usize = 150;
 const MAX_STEPS: usize = 6;
 
 /// Tolerance on each gradient, relative to the largest absolute value of Burn's gradient.
@@ -196,7 +197,8 @@ fn check_against_burn(cell: CellKind, halting_bias: f64, seed: u64, pattern: Hal
 
     let parameters = HostParameters::from_network(&network).expect("network parameters");
     let mut workspace = ActWorkspace::new();
-    for threads in [1, 3] {
+    let mut first_run = None;
+    for threads in [1, 2, 3] {
         let result = act_train_step(
             &parameters,
             &inputs,
@@ -207,6 +209,16 @@ fn check_against_burn(cell: CellKind, halting_bias: f64, seed: u64, pattern: Hal
         )
         .expect("valid arguments");
         let context = format!("{cell:?}, bias {halting_bias}, {threads} threads");
+        let first_result = first_run.get_or_insert_with(|| (result.loss, result.gradients.clone()));
+        assert_eq!(
+            result.loss.to_bits(),
+            first_result.0.to_bits(),
+            "{context}: loss depends on threads"
+        );
+        assert!(
+            result.gradients == &first_result.1,
+            "{context}: gradients depend on threads"
+        );
         assert_eq!(result.halting_steps, reference.halting_steps, "{context}");
         assert_eq!(result.steps_run, reference.steps_run, "{context}");
         assert!(
@@ -402,7 +414,11 @@ fn invalid_arguments_are_rejected() {
 
     let error = run(&inputs[1..], &targets, settings(), 1);
     assert!(
-        error.to_string().contains("31 values, expected 32"),
+        error.to_string().contains(&format!(
+            "{} values, expected {}",
+            BATCH * LENGTH - 1,
+            BATCH * LENGTH
+        )),
         "{error}"
     );
     assert_eq!(name_of(error), "inputs");
