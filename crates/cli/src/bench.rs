@@ -18,6 +18,7 @@ use haltlab_model::{ExitMlp, ExitMlpConfig};
 use haltlab_training::bench::{time_exit_calls, time_parity_training};
 use haltlab_training::exit_analysis::{image_inputs, make_rule};
 use haltlab_training::mnist_exits::{self, mlp_flops};
+use haltlab_training::parity_act;
 use haltlab_training::recipe::{Architecture, Cell, GateTraining, HaltingMethod};
 use haltlab_training::{Checkpointer, Recipe, RunContext, SilentMonitor};
 use serde_json::json;
@@ -109,9 +110,9 @@ pub fn bench(command: &BenchCommand) -> Result<()> {
 
 /// Returns the thread count of the benchmark: `--threads`, or all cores.
 ///
-/// Burn's flex backend, as this workspace builds it (without its `rayon` feature), runs on one
-/// thread whatever this count; the count reaches the PyTorch reference through the record's
-/// spec.
+/// The fused ACT kernel uses this many threads. Burn's flex backend, as this workspace builds it
+/// (without its `rayon` feature), runs on one thread whatever this count. The count reaches the
+/// PyTorch reference through the record's spec.
 fn thread_count(threads: Option<usize>) -> Result<usize> {
     match threads {
         Some(0) => bail!("--threads 0 is invalid: pass at least 1"),
@@ -122,6 +123,7 @@ fn thread_count(threads: Option<usize>) -> Result<usize> {
 
 fn prepare(common: &CommonArgs) -> Result<(Device, usize)> {
     let threads = thread_count(common.threads)?;
+    parity_act::set_kernel_threads(threads);
     let device = create_device(common.backend)?;
     std::fs::create_dir_all(&common.out)
         .with_context(|| format!("failed to create {}", common.out.display()))?;

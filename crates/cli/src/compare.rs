@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use haltlab_eval::results::{format_time, write_atomic};
 use haltlab_eval::{Evaluation, FailureKind, write_json_atomic};
 use haltlab_training::recipe::HaltingMethod;
-use haltlab_training::{Recipe, RunContext, SilentMonitor, TrainingOutcome, pondering};
+use haltlab_training::{Recipe, RunContext, SilentMonitor, TrainingOutcome, parity_act, pondering};
 use serde::{Deserialize, Serialize};
 
 use burn::tensor::Device;
@@ -258,6 +258,9 @@ pub fn compare(args: &CompareArgs) -> Result<PathBuf> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, tasks.len());
+    // Parallel runs share the cores, so each run's fused ACT kernel gets its share of them.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    parity_act::set_kernel_threads((cores / jobs).max(1));
     let runs_per_method = 2 * set.seeds.len();
     let state = Mutex::new(Finished {
         runs: vec![Vec::new(); plans.len()],

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use haltlab_data::DataError;
 use haltlab_eval::ResultError;
 use haltlab_halting::HaltingError;
+use haltlab_model::ponder_cpu::PonderCpuError;
 use thiserror::Error;
 
 /// An error that stops a training run.
@@ -14,6 +15,8 @@ pub enum TrainingError {
     Halting(#[from] HaltingError),
     #[error(transparent)]
     Write(#[from] ResultError),
+    #[error("fused ACT kernel: {0}")]
+    Kernel(#[from] PonderCpuError),
     #[error("the recipe has no [{0}] section, which this experiment needs")]
     MissingSection(&'static str),
     #[error("{trainer} trains method = \"{expected}\" only; run the recipe with haltlab run")]

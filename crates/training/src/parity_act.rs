@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -9,13 +10,16 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use haltlab_data::parity::{ParityBatch, ParityStream};
 use haltlab_eval::{EpochRecord, Evaluation, Histogram};
+use haltlab_model::ponder_cpu::{
+    ActSettings as KernelSettings, ActWorkspace, HostParameters, act_train_step, gradients_params,
+};
 use haltlab_model::{CellKind, PonderConfig, PonderNetwork};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{checkpoint_or_stop, restore};
 use crate::guard::{check_finite, check_finite_gradients};
 use crate::loss::cross_entropy_per_sample;
-use crate::recipe::{Cell, HaltingMethod, ParityTask, PonderModel, Recipe, Training};
+use crate::recipe::{Cell, HaltingMethod, Kernel, ParityTask, PonderModel, Recipe, Training};
 use crate::{RunContext, TrainingError, TrainingOutcome};
 
 /// Seed offsets that keep the validation and evaluation streams apart from the training stream
@@ -140,6 +144,8 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
     )?
     .batch(0, parity.validation_samples)?;
 
+    let fused = uses_fused_kernel(training.kernel, &device);
+    let mut workspace = ActWorkspace::new();
     let started = Instant::now();
     monitor.start(progress.step, total_steps);
 
@@ -147,30 +153,31 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
         let epoch = (progress.step / steps_per_epoch) as usize + 1;
         let batch = stream.batch(progress.step, training.batch_size)?;
         let step = progress.step + 1;
-        let (inputs, targets) = batch_tensors(&batch, &train_device);
-        let forward = model.forward_act(inputs, settings.max_steps, settings.epsilon)?;
-        let task_loss = cross_entropy_per_sample(forward.logits.clone(), targets).mean();
-        let ponder_cost = forward.halting.ponder_cost.clone().mean();
-        let loss = task_loss + ponder_cost.clone().mul_scalar(settings.ponder_weight);
-
-        let loss_value = loss.clone().into_scalar::<f32>() as f64;
-        check_finite("training loss", loss_value, epoch, step)?;
-        let gradients = GradientsParams::from_grads(loss.backward(), &model);
-        check_finite_gradients(&model, &gradients, epoch, step)?;
+        let outputs = if fused {
+            fused_step(
+                &model,
+                &batch,
+                settings,
+                &mut workspace,
+                &train_device,
+                epoch,
+                step,
+            )?
+        } else {
+            burn_step(&model, &batch, settings, &train_device, epoch, step)?
+        };
         let learning_rate = training.learning_rate_at(progress.step, total_steps);
-        model = optimizer.step(learning_rate, model, gradients);
+        model = optimizer.step(learning_rate, model, outputs.gradients);
         progress.step = step;
 
         let sums = &mut progress.epoch;
-        let predictions = argmax(forward.logits.detach());
-        sums.correct += count_correct(&predictions, &batch.targets);
+        sums.correct += count_correct(&outputs.predictions, &batch.targets);
         sums.seen += batch.targets.len();
-        sums.histogram
-            .extend(read_ints(forward.halting.halting_step));
-        sums.loss += loss_value;
-        sums.compute += ponder_cost.into_scalar::<f32>() as f64;
+        sums.histogram.extend(outputs.halting_steps);
+        sums.loss += outputs.loss;
+        sums.compute += outputs.ponder_cost;
         sums.steps += 1;
-        monitor.step(step, loss_value);
+        monitor.step(step, outputs.loss);
 
         if step % steps_per_epoch == 0 {
             let sums = std::mem::take(&mut progress.epoch);
@@ -232,6 +239,112 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
         history: progress.history,
         evaluation,
         training_seconds,
+    })
+}
+
+/// What one training step computed, for the optimiser and the epoch's sums.
+struct StepOutputs {
+    gradients: GradientsParams,
+    loss: f64,
+    /// Mean ponder cost N + R of the batch.
+    ponder_cost: f64,
+    predictions: Vec<usize>,
+    halting_steps: Vec<usize>,
+}
+
+/// Thread count of the fused kernel; 0 means one thread per core.
+static KERNEL_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how many threads the fused ACT kernel uses in this process; 0 (the default) uses one
+/// per core. Results do not depend on it, because the kernel splits a batch into fixed chunks.
+pub fn set_kernel_threads(threads: usize) {
+    KERNEL_THREADS.store(threads, Ordering::Relaxed);
+}
+
+fn kernel_threads() -> usize {
+    match KERNEL_THREADS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+        threads => threads,
+    }
+}
+
+/// Returns whether ACT steps run on the fused CPU kernel: always for `fused`, on flex for
+/// `auto`.
+pub fn uses_fused_kernel(kernel: Kernel, device: &Device) -> bool {
+    match kernel {
+        Kernel::Fused => true,
+        Kernel::Burn => false,
+        Kernel::Auto => device.clone().without_autodiff() == Device::flex(),
+    }
+}
+
+/// One ACT step through Burn's autodiff graph on the training device.
+fn burn_step(
+    model: &PonderNetwork,
+    batch: &ParityBatch,
+    settings: ActSettings,
+    device: &Device,
+    epoch: usize,
+    step: u64,
+) -> Result<StepOutputs, TrainingError> {
+    let (inputs, targets) = batch_tensors(batch, device);
+    let forward = model.forward_act(inputs, settings.max_steps, settings.epsilon)?;
+    let task_loss = cross_entropy_per_sample(forward.logits.clone(), targets).mean();
+    let ponder_cost = forward.halting.ponder_cost.clone().mean();
+    let loss = task_loss + ponder_cost.clone().mul_scalar(settings.ponder_weight);
+
+    let loss_value = loss.clone().into_scalar::<f32>() as f64;
+    check_finite("training loss", loss_value, epoch, step)?;
+    let gradients = GradientsParams::from_grads(loss.backward(), model);
+    check_finite_gradients(model, &gradients, epoch, step)?;
+    Ok(StepOutputs {
+        gradients,
+        loss: loss_value,
+        ponder_cost: ponder_cost.into_scalar::<f32>() as f64,
+        predictions: argmax(forward.logits.detach()),
+        halting_steps: read_ints(forward.halting.halting_step),
+    })
+}
+
+/// One ACT step on the fused CPU kernel, from host copies of the weights; the gradients go back
+/// to the training device for Burn's optimiser.
+fn fused_step(
+    model: &PonderNetwork,
+    batch: &ParityBatch,
+    settings: ActSettings,
+    workspace: &mut ActWorkspace,
+    device: &Device,
+    epoch: usize,
+    step: u64,
+) -> Result<StepOutputs, TrainingError> {
+    let parameters = HostParameters::from_network(model)?;
+    let result = act_train_step(
+        &parameters,
+        &batch.inputs,
+        &batch.targets,
+        KernelSettings {
+            max_steps: settings.max_steps,
+            epsilon: settings.epsilon,
+            ponder_weight: settings.ponder_weight,
+        },
+        kernel_threads(),
+        workspace,
+    )?;
+    check_finite("training loss", result.loss as f64, epoch, step)?;
+    if let Some((name, value)) = result.gradients.first_non_finite() {
+        return Err(TrainingError::NonFinite {
+            quantity: format!("gradient of {name}"),
+            value: value as f64,
+            epoch,
+            step,
+        });
+    }
+    Ok(StepOutputs {
+        gradients: gradients_params(model, result.gradients, device)?,
+        loss: result.loss as f64,
+        ponder_cost: result.ponder_cost as f64,
+        predictions: result.predictions.to_vec(),
+        halting_steps: result.halting_steps.to_vec(),
     })
 }
 

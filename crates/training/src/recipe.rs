@@ -510,6 +510,25 @@ pub struct Training {
     /// Save a checkpoint every this many optimiser steps; a checkpoint is also saved at the
     /// end and on Ctrl-C.
     pub checkpoint_every: Option<u64>,
+    /// How ACT training steps compute their gradients.
+    #[serde(default)]
+    pub kernel: Kernel,
+}
+
+/// Implementation of the ACT training step, `training.kernel`. Both compute the same loss and
+/// gradients, and the fused kernel's tests compare it with Burn's autodiff.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernel {
+    /// The fused kernel on the flex backend, Burn's autodiff on the others.
+    #[default]
+    Auto,
+    /// Burn's autodiff graph on the run's device, the path of every backend and method.
+    Burn,
+    /// haltlab's fused CPU kernel for ACT with a GRU or RNN cell
+    /// (`haltlab_model::ponder_cpu`); on a GPU backend it copies the weights to the host and
+    /// the gradients back at every step.
+    Fused,
 }
 
 /// Learning-rate schedule over a run, `training.learning_rate_decay`.
@@ -634,6 +653,15 @@ impl Recipe {
                     ),
                 ));
             }
+        }
+
+        let act = matches!(self.halting, Some(HaltingMethod::Act { .. }));
+        if training.kernel == Kernel::Fused && !act {
+            return Err(invalid(
+                "training.kernel",
+                "\"fused\"".into(),
+                "\"auto\" or \"burn\": the fused kernel trains method = \"act\" only",
+            ));
         }
 
         if training.checkpoint_every == Some(0) {
@@ -1189,6 +1217,7 @@ mod learning_rate_tests {
             learning_rate_decay: decay,
             final_learning_rate: end,
             checkpoint_every: None,
+            kernel: Kernel::Auto,
         }
     }
 
