@@ -28,6 +28,26 @@ test:
 bench-exits *ARGS: build
     "$CARGO_TARGET_DIR/release/haltlab" bench-exits experiments/mnist_exits.toml --data ../shared/data/mnist_5k.csv.gz {{ARGS}}
 
+# Time haltlab against the PyTorch reference in bench/ (install: bench/README.md) on the ACT
+# parity training and early-exit inference workloads; print the ratios and write
+# results/bench/<time>/bench.json. `python` is the interpreter that has torch.
+bench python="python3" data="../shared/data/mnist_5k.csv.gz" threads="": build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! "{{python}}" -c "import torch, numpy" 2>/dev/null; then
+        echo "error: {{python}} cannot import torch and numpy; install them as bench/README.md says, then pass python=PATH" >&2
+        exit 1
+    fi
+    out="results/bench/$(date -u +%Y%m%d-%H%M%S)"
+    threads=()
+    if [ -n "{{threads}}" ]; then threads=(--threads "{{threads}}"); fi
+    haltlab="$CARGO_TARGET_DIR/release/haltlab"
+    "$haltlab" bench act experiments/bench_act.toml --out "$out" "${threads[@]}"
+    "{{python}}" bench/reference.py act "$out"
+    "$haltlab" bench exits experiments/mnist_exits.toml --data "{{data}}" --out "$out" "${threads[@]}"
+    "{{python}}" bench/reference.py exits "$out"
+    "$haltlab" bench report "$out"
+
 # Compare ACT, PonderNet, STE, REINFORCE and an annealed hybrid on parity over 3 seeds;
 # `--full` uses the papers' sizes (for a GPU), other flags go to `haltlab compare`.
 parity-compare *ARGS: build
