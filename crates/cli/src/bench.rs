@@ -308,6 +308,9 @@ fn bench_exits(args: &ExitArgs) -> Result<()> {
     let spec_files = export_for_reference(&model, &data.test.pixels, &args.common.out)?;
     let (layer_flops, head_flops) = mlp_flops(input_size, &exits.hidden_sizes, classes);
     let test = &data.test;
+    // The timed engine multiplies by weights in the inference layout, both with exits and at
+    // full depth.
+    let prepared = model.for_inference();
     let mut rule = make_rule(exits.rule.name(), exits.threshold);
     let mut batches_report = std::collections::BTreeMap::new();
     let mut exit_layer = Vec::new();
@@ -329,7 +332,13 @@ fn bench_exits(args: &ExitArgs) -> Result<()> {
             batches.len()
         );
         let warmup_calls = batches.len().min(20);
-        let times = time_exit_calls(&model, &batches, rule.as_mut(), args.rounds, warmup_calls);
+        let times = time_exit_calls(
+            &prepared,
+            &batches,
+            rule.as_mut(),
+            args.rounds,
+            warmup_calls,
+        );
         if batch_size == 1 {
             exit_layer = times.exit_layer.clone();
         }

@@ -171,5 +171,36 @@ fn bench_exits(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_exits);
+/// One hidden layer with its head (`forward_stage` of stage 2, 1024 → 1024 → 10) at the row
+/// counts that compaction leaves, and the row gather that compaction does. The time per row
+/// of the stage shows how much of a compacted batch's cost does not shrink with its rows.
+fn bench_stage(c: &mut Criterion) {
+    let device = Device::flex();
+    let model = network(&device);
+    let hidden = model.forward_stage(0, inputs(&device)).0;
+    let mut group = c.benchmark_group(format!(
+        "exit_mlp_stage/{}x{}",
+        HIDDEN_SIZES[0], HIDDEN_SIZES[1]
+    ));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(2));
+    for rows in [256, 192, 128, 96, 80, 64, 48, 32, 16, 8, 1] {
+        let part = hidden.clone().slice([0..rows, 0..HIDDEN_SIZES[0]]);
+        group.bench_function(
+            BenchmarkId::new("forward_stage", format!("rows={rows}/seed={SEED}")),
+            |b| b.iter(|| black_box(read_floats(model.forward_stage(1, part.clone()).1))),
+        );
+    }
+    // Keeps every other row, the gather of a compaction step where half the rows exit.
+    let kept: Vec<i64> = (0..ROWS as i64).step_by(2).collect();
+    let indices =
+        Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(kept, [ROWS / 2]), &device);
+    group.bench_function(
+        BenchmarkId::new("select_rows", format!("from={ROWS}/kept={}", ROWS / 2)),
+        |b| b.iter(|| black_box(hidden.clone().select(0, indices.clone()))),
+    );
+    group.finish();
+}
+
+criterion_group!(benches, bench_exits, bench_stage);
 criterion_main!(benches);

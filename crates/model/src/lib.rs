@@ -9,5 +9,5 @@ pub mod ponder_cpu;
 
 pub use exit_cnn::{ExitLenet, ExitLenetConfig};
 pub use exit_engine::{ExitStages, HardExits, infer_full, infer_hard};
-pub use exit_mlp::{ExitMlp, ExitMlpConfig};
+pub use exit_mlp::{ExitMlp, ExitMlpConfig, ExitMlpInference};
 pub use ponder::{ActForward, AllSteps, CellKind, PonderConfig, PonderNetwork, PonderStep};

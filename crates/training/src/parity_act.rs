@@ -127,6 +127,7 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
     let steps_per_epoch = training.steps_per_epoch.unwrap_or(1) as u64;
     let total_steps = training.epochs as u64 * steps_per_epoch;
 
+    let fused = uses_fused_kernel(training.kernel, &device);
     let train_device = device.clone().autodiff();
     let model = init_network(parity, ponder, recipe.seed, &train_device);
     let (mut model, mut optimizer, mut progress) = restore::<_, Progress>(
@@ -144,7 +145,6 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
     )?
     .batch(0, parity.validation_samples)?;
 
-    let fused = uses_fused_kernel(training.kernel, &device);
     let mut workspace = ActWorkspace::new();
     let started = Instant::now();
     monitor.start(progress.step, total_steps);
@@ -168,6 +168,9 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
         };
         let learning_rate = training.learning_rate_at(progress.step, total_steps);
         model = optimizer.step(learning_rate, model, outputs.gradients);
+        if fused {
+            release_autodiff_graphs(&train_device);
+        }
         progress.step = step;
 
         let sums = &mut progress.epoch;
@@ -276,6 +279,18 @@ pub fn uses_fused_kernel(kernel: Kernel, device: &Device) -> bool {
         Kernel::Burn => false,
         Kernel::Auto => device.clone().without_autodiff() == Device::flex(),
     }
+}
+
+/// Frees the autodiff graph entries of tensors that no longer exist.
+///
+/// Burn's optimiser needs the model on an autodiff device, and each of its steps registers the
+/// new parameters with the autodiff graph. Burn 0.22.1 removes entries of dropped tensors only
+/// at the end of a backward pass, which the fused kernel never runs, so without this call
+/// memory grows with every step (about 12 KiB per step for the parity network). A backward
+/// pass through a one-element tensor runs that clean-up.
+fn release_autodiff_graphs(device: &Device) {
+    let probe = Tensor::<1>::zeros([1], device).require_grad();
+    let _ = probe.sum().backward();
 }
 
 /// One ACT step through Burn's autodiff graph on the training device.
