@@ -1,19 +1,22 @@
 //! Time per ACT training step: the fused CPU kernel against Burn flex autodiff
 //! (forward_act + parity loss + backward + GradientsParams), for a GRU ponder network.
 //!
-//! Run with `cargo bench --bench ponder_cpu`, or run the release-built binary
-//! `target/release/deps/ponder_cpu-* --bench`. It prints the median and minimum over
-//! `SAMPLES` timed steps after `WARMUP` untimed ones.
+//! Every sample of the batch runs all M = 20 steps (halting bias −10), so each variant does
+//! the same work. Run it after the workspace build, which it reuses because the bench profile
+//! inherits the release profile:
 //!
-//! NOTE: a hand-written timing loop, not criterion: adding criterion 0.7 to this crate changes
-//! the features of ciborium and either, which Burn depends on, and so rebuilds Burn.
+//! ```sh
+//! cargo build --release --workspace --all-targets
+//! cargo bench --workspace --bench ponder_cpu [-- FILTER]
+//! ```
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use haltlab_halting::hard::ChaCha8Rng;
 use haltlab_model::ponder_cpu::{
     ActSettings, ActWorkspace, HostParameters, act_train_step, gradients_params,
@@ -28,8 +31,6 @@ const MAX_STEPS: usize = 20;
 const HALTING_BIAS: f64 = -10.0;
 const THREADS: usize = 2;
 const SEED: u64 = 1;
-const WARMUP: usize = 5;
-const SAMPLES: usize = 30;
 
 struct DrawParameters;
 
@@ -84,27 +85,7 @@ fn burn_step(network: &PonderNetwork, inputs: &[f32], targets: &[u8], device: &D
     value
 }
 
-/// Times `step` and prints the median and minimum.
-fn measure(id: &str, mut step: impl FnMut() -> f32) {
-    for _ in 0..WARMUP {
-        std::hint::black_box(step());
-    }
-    let mut times: Vec<Duration> = (0..SAMPLES)
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(step());
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    println!(
-        "{id}: median {:.3} ms, min {:.3} ms over {SAMPLES} steps",
-        times[SAMPLES / 2].as_secs_f64() * 1e3,
-        times[0].as_secs_f64() * 1e3
-    );
-}
-
-fn main() {
+fn bench_act_step(c: &mut Criterion) {
     let device = Device::flex().autodiff();
     device.seed(SEED);
     let network = PonderConfig::new(LENGTH, HIDDEN, 2)
@@ -115,47 +96,65 @@ fn main() {
     let (inputs, targets) = parity_batch();
     let parameters = HostParameters::from_network(&network).expect("network parameters");
     let case = format!(
-        "gru/hidden {HIDDEN}/batch {BATCH}/length {LENGTH}/max_steps {MAX_STEPS}/bias {HALTING_BIAS}"
+        "cell=gru/hidden={HIDDEN}/batch={BATCH}/length={LENGTH}/max_steps={MAX_STEPS}/bias={HALTING_BIAS}/seed={SEED}"
     );
+    let mut group = c.benchmark_group("act_train_step");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(3));
 
     let mut workspace = ActWorkspace::new();
     for threads in [1, THREADS] {
-        measure(&format!("fused/{case}/threads {threads}"), || {
-            act_train_step(
-                &parameters,
-                &inputs,
-                &targets,
-                settings(),
-                threads,
-                &mut workspace,
-            )
-            .expect("valid arguments")
-            .loss
-        });
+        group.bench_function(
+            BenchmarkId::new("fused", format!("{case}/threads={threads}")),
+            |b| {
+                b.iter(|| {
+                    act_train_step(
+                        &parameters,
+                        &inputs,
+                        &targets,
+                        settings(),
+                        threads,
+                        &mut workspace,
+                    )
+                    .expect("valid arguments")
+                    .loss
+                })
+            },
+        );
     }
     // What a training loop pays per step: reading the weights, the kernel, and building Burn's
     // gradients for the optimiser.
-    measure(
-        &format!("fused_with_conversions/{case}/threads {THREADS}"),
-        || {
-            let parameters = HostParameters::from_network(&network).expect("network parameters");
-            let result = act_train_step(
-                &parameters,
-                &inputs,
-                &targets,
-                settings(),
-                THREADS,
-                &mut workspace,
-            )
-            .expect("valid arguments");
-            let loss = result.loss;
-            let gradients =
-                gradients_params(&network, result.gradients, &device).expect("gradients");
-            assert!(!gradients.is_empty());
-            loss
+    group.bench_function(
+        BenchmarkId::new(
+            "fused_with_conversions",
+            format!("{case}/threads={THREADS}"),
+        ),
+        |b| {
+            b.iter(|| {
+                let parameters =
+                    HostParameters::from_network(&network).expect("network parameters");
+                let result = act_train_step(
+                    &parameters,
+                    &inputs,
+                    &targets,
+                    settings(),
+                    THREADS,
+                    &mut workspace,
+                )
+                .expect("valid arguments");
+                let loss = result.loss;
+                let gradients =
+                    gradients_params(&network, result.gradients, &device).expect("gradients");
+                assert!(!gradients.is_empty());
+                loss
+            })
         },
     );
-    measure(&format!("burn_flex_autodiff/{case}"), || {
-        burn_step(&network, &inputs, &targets, &device)
+    group.bench_function(BenchmarkId::new("burn_flex_autodiff", &case), |b| {
+        b.iter(|| burn_step(&network, &inputs, &targets, &device))
     });
+    group.finish();
 }
+
+criterion_group!(benches, bench_act_step);
+criterion_main!(benches);
