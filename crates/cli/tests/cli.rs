@@ -523,3 +523,133 @@ fn idx_lenet_recipe_runs() {
     assert!(shifts.contains_key("uci_digits"), "{shifts:?}");
     assert!(shifts.contains_key("rotation"), "{shifts:?}");
 }
+
+/// Runs `haltlab bench` with `args`.
+fn bench(args: &[&str]) -> Output {
+    haltlab()
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("haltlab runs")
+}
+
+#[test]
+fn bench_records_both_workloads() {
+    let root = repository_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench");
+    let out_arg = out.to_str().unwrap();
+    let act_recipe = root.join("experiments/bench_act.toml");
+    let output = bench(&[
+        "act",
+        act_recipe.to_str().unwrap(),
+        "--out",
+        out_arg,
+        "--warmup",
+        "2",
+        "--steps",
+        "3",
+        "--threads",
+        "2",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let act: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("haltlab-act.json")).unwrap())
+            .unwrap();
+    assert_eq!(act["timed_steps"], 3, "{act}");
+    assert_eq!(act["threads"], 2, "{act}");
+    // The halting bias of −10 keeps every sample pondering all 20 steps.
+    assert_eq!(act["mean_halting_step"], 20.0, "{act}");
+    assert_eq!(act["spec"]["hidden_size"], 128, "{act}");
+    assert_eq!(act["spec"]["max_steps"], 20, "{act}");
+    assert!(act["samples_per_second"].as_f64().unwrap() > 0.0, "{act}");
+
+    // A small MLP keeps the exit workload short; the data are the real MNIST sample.
+    let mnist = root.join("experiments/mnist_exits.toml");
+    let text = std::fs::read_to_string(&mnist)
+        .unwrap()
+        .replace("[1024, 1024, 1024, 1024]", "[32, 32]");
+    let small = write_recipe(dir.path(), "mnist_small.toml", &text);
+    let data = root.join("../shared/data/mnist_5k.csv.gz");
+    let output = bench(&[
+        "exits",
+        small.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out_arg,
+        "--epochs",
+        "1",
+        "--rounds",
+        "1",
+        "--threshold",
+        "0.5",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let exits: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("haltlab-exits.json")).unwrap())
+            .unwrap();
+    let spec = &exits["spec"];
+    let samples = spec["samples"].as_u64().unwrap() as usize;
+    assert_eq!(samples, 1000, "{spec}");
+    assert_eq!(spec["exit_layer"].as_array().unwrap().len(), samples);
+    // The exported files hold every weight and every test image as f32.
+    let weights = std::fs::metadata(out.join("exit-mlp-weights.f32"))
+        .unwrap()
+        .len();
+    let expected_weights = (784 * 32 + 32 + 32 * 32 + 32 + 2 * (32 * 10 + 10)) * 4;
+    assert_eq!(weights, expected_weights as u64);
+    let inputs = std::fs::metadata(out.join("exit-mlp-test-inputs.f32"))
+        .unwrap()
+        .len();
+    assert_eq!(inputs, (samples * 784 * 4) as u64);
+    for batch in ["1", "256"] {
+        let timing = &exits["batches"][batch];
+        let fraction = timing["flop_fraction"].as_f64().unwrap();
+        assert!(fraction > 0.0 && fraction <= 1.0, "batch {batch}: {timing}");
+    }
+
+    // Without the reference's records the report still compares what it has.
+    let output = bench(&["report", out_arg]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("hard exits, batch 256"), "{text}");
+    assert!(out.join("bench.json").exists());
+}
+
+#[test]
+fn bench_rejects_other_recipes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench");
+    let pondernet = PARITY.replace(
+        "method = \"act\"\nmax_steps = 3\nponder_weight = 0.01",
+        "method = \"pondernet\"\nmax_steps = 3\nlambda_prior = 0.3\nkl_weight = 0.01",
+    );
+    assert_ne!(pondernet, PARITY);
+    let recipe = write_recipe(dir.path(), "pondernet.toml", &pondernet);
+    let output = bench(&[
+        "act",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("halting.method is not \"act\""),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        is_empty_dir(&out),
+        "a rejected benchmark wrote {}",
+        out.display()
+    );
+
+    let output = bench(&["report", out.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("haltlab bench"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -272,3 +272,26 @@ fn exit_schedule_needs_gate() {
     let message = rejection(&format!("{MNIST}{GATE_SCHEDULE}"));
     assert_mentions(&message, &["schedule.regulariser", "gate = \"pondernet\""]);
 }
+
+#[test]
+fn fused_kernel_needs_act() {
+    let act = "seed = 1\n[parity]\nlength = 4\ntrain_nonzeros = [1, 4]\neval_nonzeros = [1, 4]\n[ponder]\nhidden_size = 8\n[halting]\nmethod = \"act\"\nmax_steps = 3\nponder_weight = 0.01\n[training]\nepochs = 1\nsteps_per_epoch = 2\nbatch_size = 8\nlearning_rate = 0.01\nkernel = \"fused\"\n";
+    let path = std::path::Path::new("kernel.toml");
+    let recipe = haltlab_training::Recipe::parse(act, path).expect("parses");
+    recipe.validate(path).expect("the fused kernel trains ACT");
+
+    let pondernet = act.replace(
+        "method = \"act\"\nmax_steps = 3\nponder_weight = 0.01",
+        "method = \"pondernet\"\nmax_steps = 3\nlambda_prior = 0.3\nkl_weight = 0.01",
+    );
+    let recipe = haltlab_training::Recipe::parse(&pondernet, path).expect("parses");
+    let error = recipe.validate(path).unwrap_err().to_string();
+    assert!(error.contains("training.kernel"), "{error}");
+    assert!(error.contains("method = \"act\" only"), "{error}");
+
+    let unknown = act.replace("kernel = \"fused\"", "kernel = \"cuda\"");
+    let error = haltlab_training::Recipe::parse(&unknown, path)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("kernel"), "{error}");
+}

@@ -278,3 +278,38 @@ fn training_lowers_the_loss() {
     assert!(first > 0.5, "first epoch loss {first} is not near ln 2");
     assert!(last < 0.5 * first, "loss went from {first} to {last} only");
 }
+
+/// The fused ACT kernel and Burn's autodiff compute the same step, so short runs agree up to
+/// floating-point rounding, and `auto` picks the fused kernel on flex.
+#[test]
+fn fused_kernel_trains_like_burn() {
+    let _serial = serial();
+    let with_kernel = |kernel: &str| {
+        let text = SMALL_PARITY.replace(
+            "learning_rate = 0.01",
+            &format!("learning_rate = 0.01\nkernel = \"{kernel}\""),
+        );
+        let outcome = train(&recipe(&text), None, false, &mut SilentMonitor).expect("trains");
+        metrics(&outcome.history)
+    };
+    let burn = with_kernel("burn");
+    let fused = with_kernel("fused");
+    let auto = with_kernel("auto");
+    assert_eq!(auto, fused, "auto on flex must be the fused kernel");
+    assert_eq!(burn.len(), fused.len());
+    for (burn, fused) in burn.iter().zip(&fused) {
+        let relative = (burn.loss - fused.loss).abs() / burn.loss.abs().max(1e-9);
+        assert!(
+            relative < 1e-4,
+            "epoch {}: loss {} (burn) against {} (fused)",
+            burn.epoch,
+            burn.loss,
+            fused.loss
+        );
+        assert_eq!(
+            burn.halting_histogram, fused.halting_histogram,
+            "epoch {}",
+            burn.epoch
+        );
+    }
+}
