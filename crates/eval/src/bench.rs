@@ -192,6 +192,9 @@ pub struct BenchReport {
     pub torch_version: Option<String>,
     pub training: Option<TrainingComparison>,
     pub inference: Vec<InferenceComparison>,
+    /// Peak resident memory of the inference workload: haltlab's, then PyTorch's.
+    #[serde(default)]
+    pub inference_peak_rss_mib: (Option<f64>, Option<f64>),
 }
 
 /// haltlab against PyTorch on the training workload.
@@ -256,6 +259,15 @@ impl BenchReport {
             _ => None,
         };
         let mut inference = Vec::new();
+        let inference_peak_rss_mib = (
+            exits
+                .as_ref()
+                .ok()
+                .and_then(|record| record.result.peak_rss_mib),
+            pytorch_exits
+                .as_ref()
+                .and_then(|record| record.result.peak_rss_mib),
+        );
         if let Ok(haltlab) = exits {
             for (batch_size, timing) in haltlab.result.batches {
                 let pytorch = pytorch_exits
@@ -280,6 +292,7 @@ impl BenchReport {
             torch_version,
             training,
             inference,
+            inference_peak_rss_mib,
         })
     }
 
@@ -375,6 +388,14 @@ impl BenchReport {
                     ));
                 }
             }
+        }
+        if !self.inference.is_empty() {
+            let (haltlab, pytorch) = self.inference_peak_rss_mib;
+            text.push_str(&format!(
+                "  early-exit inference: haltlab {}, PyTorch {}\n",
+                mib(haltlab),
+                mib(pytorch)
+            ));
         }
         text
     }
@@ -526,6 +547,10 @@ mod tests {
         let text = report.to_text();
         assert!(text.contains("goal ≥ 1.5×: met"), "{text}");
         assert!(text.contains("goal ≤ 1.15: not met"), "{text}");
+        assert!(
+            text.contains("early-exit inference: haltlab -, PyTorch -"),
+            "{text}"
+        );
     }
 
     #[test]
