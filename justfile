@@ -30,12 +30,14 @@ bench-exits *ARGS: build
 
 # Time haltlab against the PyTorch reference in bench/ (install: bench/README.md) on the ACT
 # parity training and early-exit inference workloads; print the ratios and write
-# results/bench/<time>/bench.json. `python` is the interpreter that has torch.
+# results/bench/<time>/bench.json. Arguments, in order: the Python interpreter that has torch,
+# the MNIST data file and the thread count (empty: all cores), as in
+# `just bench ~/.cache/haltlab-bench-venv/bin/python`.
 bench python="python3" data="../shared/data/mnist_5k.csv.gz" threads="": build
     #!/usr/bin/env bash
     set -euo pipefail
     if ! "{{python}}" -c "import torch, numpy" 2>/dev/null; then
-        echo "error: {{python}} cannot import torch and numpy; install them as bench/README.md says, then pass python=PATH" >&2
+        echo "error: {{python}} cannot import torch and numpy; install them as bench/README.md says, then run: just bench PATH/TO/python" >&2
         exit 1
     fi
     out="results/bench/$(date -u +%Y%m%d-%H%M%S)"
@@ -62,6 +64,7 @@ parity-compare *ARGS: build
 
 # Rerun the parity and early-exit recipes for each seed, then regenerate the tables and figures
 # under docs/figures/ and the table in docs/reports.md (scripts/reproduce.sh does the work).
-# `args` is passed to every `haltlab run`, such as args="--epochs 5" for a quick check.
+# `args` is passed to every `haltlab run`. Arguments are positional, so a quick check is
+# `just reproduce ../shared/data/mnist_5k.csv.gz 1 "--epochs 5"`.
 reproduce data="../shared/data/mnist_5k.csv.gz" seeds="1 2 3" args="":
     scripts/reproduce.sh "{{data}}" "{{seeds}}" "{{args}}"

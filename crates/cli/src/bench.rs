@@ -174,8 +174,8 @@ fn bench_act(args: &ActArgs) -> Result<()> {
     Ok(())
 }
 
-/// The training workload's parameters, which the reference reads. Rejects recipes that the
-/// reference cannot reproduce.
+/// Returns the training workload's parameters, which the reference reads, or rejects a recipe
+/// that the reference cannot reproduce.
 fn act_spec(recipe: &Recipe, path: &Path, args: &ActArgs) -> Result<serde_json::Value> {
     let reject = |what: &str| {
         anyhow::anyhow!(

@@ -401,8 +401,9 @@ impl BenchReport {
     }
 }
 
-/// Resident and peak resident memory of this process in MiB, read from `/proc/self/status`
-/// (`VmRSS`, `VmHWM`); `None` where that file does not exist (systems other than Linux).
+/// Returns the resident and peak resident memory of this process in MiB, read from
+/// `/proc/self/status` (`VmRSS`, `VmHWM`). Returns `None` where that file does not exist, as on
+/// systems other than Linux.
 pub fn resident_memory_mib() -> Option<(f64, f64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let field = |name: &str| -> Option<f64> {

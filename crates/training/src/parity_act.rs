@@ -245,7 +245,7 @@ pub fn train(recipe: &Recipe, context: RunContext<'_>) -> Result<TrainingOutcome
     })
 }
 
-/// What one training step computed, for the optimiser and the epoch's sums.
+/// Results of one training step, for the optimiser and the epoch's sums.
 struct StepOutputs {
     gradients: GradientsParams,
     loss: f64,
@@ -293,7 +293,7 @@ fn release_autodiff_graphs(device: &Device) {
     let _ = probe.sum().backward();
 }
 
-/// One ACT step through Burn's autodiff graph on the training device.
+/// Runs one ACT step through Burn's autodiff graph on the training device.
 fn burn_step(
     model: &PonderNetwork,
     batch: &ParityBatch,
@@ -321,8 +321,8 @@ fn burn_step(
     })
 }
 
-/// One ACT step on the fused CPU kernel, from host copies of the weights; the gradients go back
-/// to the training device for Burn's optimiser.
+/// Runs one ACT step on the fused CPU kernel from host copies of the weights, and returns the
+/// gradients on the training device for Burn's optimiser.
 fn fused_step(
     model: &PonderNetwork,
     batch: &ParityBatch,

@@ -510,7 +510,7 @@ pub struct Training {
     /// Save a checkpoint every this many optimiser steps; a checkpoint is also saved at the
     /// end and on Ctrl-C.
     pub checkpoint_every: Option<u64>,
-    /// How ACT training steps compute their gradients.
+    /// Implementation of the ACT training step.
     #[serde(default)]
     pub kernel: Kernel,
 }
@@ -525,9 +525,8 @@ pub enum Kernel {
     Auto,
     /// Burn's autodiff graph on the run's device, the path of every backend and method.
     Burn,
-    /// haltlab's fused CPU kernel for ACT with a GRU or RNN cell
-    /// (`haltlab_model::ponder_cpu`); on a GPU backend it copies the weights to the host and
-    /// the gradients back at every step.
+    /// haltlab's fused CPU kernel for ACT with a GRU or RNN cell (`haltlab_model::ponder_cpu`).
+    /// On a GPU backend it copies the weights to the host and the gradients back at every step.
     Fused,
 }
 
