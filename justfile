@@ -40,6 +40,10 @@ bench python="python3" data="../shared/data/mnist_5k.csv.gz" threads="": build
         echo "error: {{python}} cannot import torch and numpy; install them as bench/README.md says, then run: just bench PATH/TO/python" >&2
         exit 1
     fi
+    if ! [ -f "{{data}}" ]; then
+        echo "error: MNIST data file {{data}} not found; pass it as the second argument: just bench PYTHON DATA" >&2
+        exit 1
+    fi
     out="results/bench/$(date -u +%Y%m%d-%H%M%S)"
     threads=()
     if [ -n "{{threads}}" ]; then threads=(--threads "{{threads}}"); fi

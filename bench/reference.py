@@ -334,11 +334,22 @@ def main():
         raise SystemExit("usage: python bench/reference.py act|exits RESULT_DIR")
     workload, directory = sys.argv[1], Path(sys.argv[2])
     spec_path = directory / f"haltlab-{workload}.json"
+    recipe = "experiments/bench_act.toml" if workload == "act" else "experiments/mnist_exits.toml --data MNIST_FILE"
     if not spec_path.exists():
-        raise SystemExit(f"{spec_path} not found: run `haltlab bench {workload} --out {directory}` first")
-    spec = json.loads(spec_path.read_text())["spec"]
+        raise SystemExit(
+            f"error: {spec_path} not found: run `haltlab bench {workload} {recipe} --out {directory}` first"
+        )
+    try:
+        spec = json.loads(spec_path.read_text())["spec"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(
+            f"error: {spec_path} is not a haltlab benchmark record ({error!r}); rerun `haltlab bench {workload}`"
+        )
     set_threads(spec["threads"])
-    result = bench_act(spec) if workload == "act" else bench_exits(spec, directory)
+    try:
+        result = bench_act(spec) if workload == "act" else bench_exits(spec, directory)
+    except (OSError, KeyError, ValueError) as error:
+        raise SystemExit(f"error: the {workload} workload failed: {error!r}")
     result.update(
         {
             "implementation": "pytorch",
@@ -346,12 +357,18 @@ def main():
             "threads": torch.get_num_threads(),
             "backend": None,
             "workload": workload,
+            # The report checks that both records describe the same workload.
+            "spec": spec,
         }
     )
     out = directory / f"pytorch-{workload}.json"
-    temporary = out.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    temporary.replace(out)
+    temporary = out.with_name(f".{out.name}.tmp")
+    try:
+        temporary.write_text(json.dumps(result, indent=2) + "\n")
+        temporary.replace(out)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise SystemExit(f"error: failed to write {out}: {error}")
     print(f"wrote {out}")
 
 

@@ -19,7 +19,7 @@ use haltlab_training::bench::{time_exit_calls, time_parity_training};
 use haltlab_training::exit_analysis::{image_inputs, make_rule};
 use haltlab_training::mnist_exits::{self, mlp_flops};
 use haltlab_training::parity_act;
-use haltlab_training::recipe::{Architecture, Cell, GateTraining, HaltingMethod};
+use haltlab_training::recipe::{Architecture, Cell, ExitRuleKind, GateTraining, HaltingMethod};
 use haltlab_training::{Checkpointer, Recipe, RunContext, SilentMonitor};
 use serde_json::json;
 
@@ -122,6 +122,12 @@ fn thread_count(threads: Option<usize>) -> Result<usize> {
 }
 
 fn prepare(common: &CommonArgs) -> Result<(Device, usize)> {
+    if common.out.exists() && !common.out.is_dir() {
+        bail!(
+            "--out {} is a file; pass a directory for the benchmark records",
+            common.out.display()
+        );
+    }
     let threads = thread_count(common.threads)?;
     parity_act::set_kernel_threads(threads);
     let device = create_device(common.backend)?;
@@ -131,8 +137,11 @@ fn prepare(common: &CommonArgs) -> Result<(Device, usize)> {
 }
 
 fn bench_act(args: &ActArgs) -> Result<()> {
-    if args.warmup == 0 || args.steps == 0 {
-        bail!("--warmup and --steps must each be at least 1");
+    if args.warmup == 0 {
+        bail!("--warmup 0 is invalid: at least 1 warm-up step marks where timing starts");
+    }
+    if args.steps == 0 {
+        bail!("--steps 0 is invalid: time at least 1 step");
     }
     let mut recipe = Recipe::load(&args.recipe)?;
     let spec = act_spec(&recipe, &args.recipe, args)?;
@@ -154,6 +163,12 @@ fn bench_act(args: &ActArgs) -> Result<()> {
         args.common.backend.name(),
         args.warmup
     );
+    let kernel = if parity_act::uses_fused_kernel(recipe.training.kernel, &device) {
+        "fused"
+    } else {
+        "burn"
+    };
+    eprintln!("ACT steps run on the {kernel} kernel");
     let (_, throughput) = time_parity_training(&recipe, device, args.warmup, &rss_steps)?;
     let mut spec = spec;
     spec["threads"] = json!(threads);
@@ -164,6 +179,7 @@ fn bench_act(args: &ActArgs) -> Result<()> {
         threads,
         backend: Some(args.common.backend.name().to_owned()),
         torch_version: None,
+        kernel: Some(kernel.to_owned()),
         spec: Some(spec),
         result: throughput,
     };
@@ -241,8 +257,18 @@ fn print_training(throughput: &TrainingThroughput) {
 }
 
 fn bench_exits(args: &ExitArgs) -> Result<()> {
-    if args.rounds == 0 || args.epochs == 0 {
-        bail!("--rounds and --epochs must each be at least 1");
+    if args.rounds == 0 {
+        bail!("--rounds 0 is invalid: time at least 1 pass over the test split");
+    }
+    if args.epochs == 0 {
+        bail!(
+            "--epochs 0 is invalid: train at least 1 epoch, or the exits have nothing to learn from"
+        );
+    }
+    if let Some(threshold) = args.threshold
+        && !(0.0..=1.0).contains(&threshold)
+    {
+        bail!("--threshold {threshold} is invalid: a confidence threshold lies in [0, 1]");
     }
     let mut recipe = Recipe::load(&args.recipe)?;
     recipe.training.epochs = args.epochs;
@@ -262,6 +288,11 @@ fn bench_exits(args: &ExitArgs) -> Result<()> {
         }
         if exits.gate != GateTraining::None {
             return Err(reject("the exits have gates"));
+        }
+        if exits.rule != ExitRuleKind::Confidence {
+            return Err(reject(
+                "exits.rule is not \"confidence\", the rule the reference implements",
+            ));
         }
         // The benchmark does its own timing and needs no shift report.
         exits.latency_samples = 0;
@@ -368,6 +399,7 @@ fn bench_exits(args: &ExitArgs) -> Result<()> {
         threads,
         backend: Some(args.common.backend.name().to_owned()),
         torch_version: None,
+        kernel: None,
         spec: Some(spec),
         result: InferenceThroughput {
             batches: batches_report,

@@ -610,10 +610,25 @@ fn bench_records_both_workloads() {
         assert!(fraction <= 1.0, "batch {batch}: {timing}");
     }
 
-    // Without the reference's records the report still compares what it has.
+    // Without the reference's records there is nothing to compare, and no bench.json.
+    let output = bench(&["report", out_arg]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("pytorch-act.json not found"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.join("bench.json").exists());
+
+    // Stand-ins for the reference's records: haltlab's own, under the reference's name.
+    for workload in ["act", "exits"] {
+        let text = std::fs::read_to_string(out.join(format!("haltlab-{workload}.json"))).unwrap();
+        std::fs::write(out.join(format!("pytorch-{workload}.json")), text).unwrap();
+    }
     let output = bench(&["report", out_arg]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ACT kernel: fused"), "{text}");
     assert!(text.contains("hard exits, batch 256"), "{text}");
     assert!(out.join("bench.json").exists());
 }

@@ -132,7 +132,10 @@ pub struct BenchRecord<T> {
     pub backend: Option<String>,
     #[serde(default)]
     pub torch_version: Option<String>,
-    /// The workload's parameters; written by haltlab, read by the reference.
+    /// ACT training step that haltlab ran: `fused` or `burn` (training workload only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// The workload's parameters: written by haltlab, read and copied back by the reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<serde_json::Value>,
     #[serde(flatten)]
@@ -149,11 +152,38 @@ pub enum BenchError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a benchmark record: {source}")]
+    #[error("{path} is not a benchmark record: {source}; rerun the command that writes it")]
     Parse {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("{path} was measured for another haltlab record: {problem}; {hint}")]
+    Mismatch {
+        path: PathBuf,
+        problem: String,
+        hint: String,
+    },
+}
+
+/// Returns the instruction to write haltlab's record of `workload` into `directory`.
+fn haltlab_command(workload: &str, directory: &Path) -> String {
+    let recipe = if workload == "act" {
+        "experiments/bench_act.toml"
+    } else {
+        "experiments/mnist_exits.toml --data MNIST_FILE"
+    };
+    format!(
+        "run `haltlab bench {workload} {recipe} --out {}` first",
+        directory.display()
+    )
+}
+
+/// Returns the instruction to write the reference's record of `workload` into `directory`.
+fn reference_command(workload: &str, directory: &Path) -> String {
+    format!(
+        "run `python bench/reference.py {workload} {}` (bench/README.md)",
+        directory.display()
+    )
 }
 
 /// Reads `directory/<implementation>-<workload>.json`.
@@ -184,17 +214,57 @@ pub fn read_record<T: serde::de::DeserializeOwned>(
     serde_json::from_str(&text).map_err(|source| BenchError::Parse { path, source })
 }
 
+/// Reads both records of `workload`, or returns `None` when neither exists.
+fn read_pair<T: serde::de::DeserializeOwned>(
+    directory: &Path,
+    workload: &str,
+) -> Result<Option<(BenchRecord<T>, BenchRecord<T>)>, BenchError> {
+    let haltlab_path = directory.join(format!("haltlab-{workload}.json"));
+    let pytorch_path = directory.join(format!("pytorch-{workload}.json"));
+    if !haltlab_path.exists() && !pytorch_path.exists() {
+        return Ok(None);
+    }
+    let haltlab = read_record::<T>(directory, "haltlab", workload)?;
+    let pytorch = read_record::<T>(directory, "pytorch", workload)?;
+    let mismatch = |problem: String| BenchError::Mismatch {
+        path: pytorch_path.clone(),
+        problem,
+        hint: reference_command(workload, directory),
+    };
+    if pytorch.spec != haltlab.spec {
+        return Err(mismatch(
+            "its spec differs from haltlab's; the haltlab record was rewritten after the reference ran".to_owned(),
+        ));
+    }
+    if pytorch.threads != haltlab.threads {
+        return Err(mismatch(format!(
+            "it ran on {} threads and haltlab on {}",
+            pytorch.threads, haltlab.threads
+        )));
+    }
+    Ok(Some((haltlab, pytorch)))
+}
+
+/// Peak resident memory of one workload in MiB, per implementation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeakMemory {
+    pub haltlab: Option<f64>,
+    pub pytorch: Option<f64>,
+}
+
 /// The comparison of one benchmark directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchReport {
-    pub threads: usize,
+    /// Thread counts of the workloads, once each.
+    pub threads: Vec<usize>,
     pub backend: Option<String>,
+    /// ACT training step of haltlab's record: `fused` or `burn`.
+    pub kernel: Option<String>,
     pub torch_version: Option<String>,
     pub training: Option<TrainingComparison>,
     pub inference: Vec<InferenceComparison>,
-    /// Peak resident memory of the inference workload: haltlab's, then PyTorch's.
-    #[serde(default)]
-    pub inference_peak_rss_mib: (Option<f64>, Option<f64>),
+    /// Peak resident memory of the inference workload.
+    pub inference_peak_rss_mib: PeakMemory,
 }
 
 /// haltlab against PyTorch on the training workload.
@@ -221,74 +291,80 @@ pub struct InferenceComparison {
 }
 
 impl BenchReport {
-    /// Pairs the records found in `directory`. Missing PyTorch files leave their columns
-    /// empty; a missing haltlab file is an error because nothing can be compared.
+    /// Pairs the haltlab and PyTorch records found in `directory`.
+    ///
+    /// A workload counts when both of its records exist. A record that exists but does not
+    /// parse, a haltlab record without the reference's, and a reference record measured for
+    /// another haltlab record (a different `spec`) are errors, and so is a directory without
+    /// any complete workload.
     pub fn from_directory(directory: &Path) -> Result<Self, BenchError> {
-        let act = read_record::<TrainingThroughput>(directory, "haltlab", "act");
-        let exits = read_record::<InferenceThroughput>(directory, "haltlab", "exits");
-        if let (Err(error), Err(_)) = (&act, &exits) {
+        if !directory.is_dir() {
             return Err(BenchError::Missing {
                 path: directory.to_path_buf(),
-                hint: format!("no haltlab benchmark record ({error})"),
+                hint: "pass the directory that `haltlab bench` wrote; `just bench` writes results/bench/<time>/".to_owned(),
             });
         }
-        let pytorch_act = read_record::<TrainingThroughput>(directory, "pytorch", "act").ok();
-        let pytorch_exits = read_record::<InferenceThroughput>(directory, "pytorch", "exits").ok();
-
-        let (threads, backend) = match (&act, &exits) {
-            (Ok(record), _) => (record.threads, record.backend.clone()),
-            (_, Ok(record)) => (record.threads, record.backend.clone()),
-            _ => (0, None),
-        };
-        let torch_version = pytorch_act
-            .as_ref()
-            .and_then(|record| record.torch_version.clone())
-            .or_else(|| {
-                pytorch_exits
-                    .as_ref()
-                    .and_then(|record| record.torch_version.clone())
+        let act = read_pair::<TrainingThroughput>(directory, "act")?;
+        let exits = read_pair::<InferenceThroughput>(directory, "exits")?;
+        if act.is_none() && exits.is_none() {
+            return Err(BenchError::Missing {
+                path: directory.join("haltlab-act.json"),
+                hint: format!(
+                    "the directory contains no benchmark records; {}",
+                    haltlab_command("act", directory)
+                ),
             });
-        let training = match (act, pytorch_act) {
-            (Ok(haltlab), Some(pytorch)) => Some(TrainingComparison {
+        }
+
+        let mut threads = Vec::new();
+        let mut backend = None;
+        let mut torch_version = None;
+        let mut kernel = None;
+        let mut training = None;
+        if let Some((haltlab, pytorch)) = act {
+            threads.push(haltlab.threads);
+            backend = haltlab.backend.clone();
+            kernel = haltlab.kernel.clone();
+            torch_version = pytorch.torch_version.clone();
+            training = Some(TrainingComparison {
                 speed_ratio: haltlab.result.samples_per_second
                     / pytorch.result.samples_per_second.max(1e-12),
                 haltlab: haltlab.result,
                 pytorch: pytorch.result,
                 goal: TRAINING_SPEED_GOAL,
-            }),
-            _ => None,
-        };
+            });
+        }
         let mut inference = Vec::new();
-        let inference_peak_rss_mib = (
-            exits
-                .as_ref()
-                .ok()
-                .and_then(|record| record.result.peak_rss_mib),
-            pytorch_exits
-                .as_ref()
-                .and_then(|record| record.result.peak_rss_mib),
-        );
-        if let Ok(haltlab) = exits {
+        let mut inference_peak_rss_mib = PeakMemory::default();
+        if let Some((haltlab, pytorch)) = exits {
+            threads.push(haltlab.threads);
+            backend = backend.or(haltlab.backend.clone());
+            torch_version = torch_version.or(pytorch.torch_version.clone());
+            inference_peak_rss_mib = PeakMemory {
+                haltlab: haltlab.result.peak_rss_mib,
+                pytorch: pytorch.result.peak_rss_mib,
+            };
             for (batch_size, timing) in haltlab.result.batches {
-                let pytorch = pytorch_exits
-                    .as_ref()
-                    .and_then(|record| record.result.batches.get(&batch_size).cloned());
+                let reference = pytorch.result.batches.get(&batch_size).cloned();
                 inference.push(InferenceComparison {
-                    speed_ratio: pytorch.as_ref().map(|pytorch| {
-                        timing.exit_samples_per_second / pytorch.exit_samples_per_second.max(1e-12)
+                    speed_ratio: reference.as_ref().map(|reference| {
+                        timing.exit_samples_per_second
+                            / reference.exit_samples_per_second.max(1e-12)
                     }),
                     time_to_flop_ratio: timing.time_to_flop_ratio(),
                     batch_size,
                     haltlab: timing,
-                    pytorch,
+                    pytorch: reference,
                     goal: EXIT_TIME_GOAL,
                 });
             }
         }
         inference.sort_by_key(|comparison| comparison.batch_size.parse::<usize>().unwrap_or(0));
+        threads.dedup();
         Ok(Self {
             threads,
             backend,
+            kernel,
             torch_version,
             training,
             inference,
@@ -300,11 +376,13 @@ impl BenchReport {
     pub fn to_text(&self) -> String {
         let mut text = String::new();
         let verdict = |met: bool| if met { "met" } else { "not met" };
+        let threads: Vec<String> = self.threads.iter().map(usize::to_string).collect();
         text.push_str(&format!(
-            "threads: {}; haltlab backend: {}; PyTorch: {}\n\n",
-            self.threads,
+            "threads: {}; haltlab backend: {}, ACT kernel: {}; PyTorch: {}\n\n",
+            threads.join(" and "),
             self.backend.as_deref().unwrap_or("-"),
-            self.torch_version.as_deref().unwrap_or("not measured")
+            self.kernel.as_deref().unwrap_or("-"),
+            self.torch_version.as_deref().unwrap_or("-")
         ));
         text.push_str(&format!(
             "{:<28} {:>16} {:>16} {:>10}\n",
@@ -362,7 +440,39 @@ impl BenchReport {
                 ));
             }
         }
+        text.push_str(&self.warnings());
         text.push_str(&self.memory_text());
+        text
+    }
+
+    /// Lists the ways in which the two sides did different work, which makes their speed ratio
+    /// compare unlike things.
+    fn warnings(&self) -> String {
+        let mut text = String::new();
+        if let Some(training) = &self.training {
+            let (ours, theirs) = (
+                training.haltlab.mean_halting_step,
+                training.pytorch.mean_halting_step,
+            );
+            if (ours - theirs).abs() > 0.01 * ours.max(theirs) {
+                text.push_str(&format!(
+                    "warning: the mean halting steps differ ({ours:.2} against {theirs:.2}), so the two sides pondered different numbers of steps\n"
+                ));
+            }
+        }
+        for comparison in &self.inference {
+            let agreement = comparison
+                .pytorch
+                .as_ref()
+                .and_then(|timing| timing.exit_layer_agreement);
+            if let Some(agreement) = agreement.filter(|&share| share < 0.99) {
+                text.push_str(&format!(
+                    "warning: at batch {} the reference took haltlab's exit head for only {:.1}% of the samples, so the two sides did different work\n",
+                    comparison.batch_size,
+                    agreement * 100.0
+                ));
+            }
+        }
         text
     }
 
@@ -390,11 +500,10 @@ impl BenchReport {
             }
         }
         if !self.inference.is_empty() {
-            let (haltlab, pytorch) = self.inference_peak_rss_mib;
             text.push_str(&format!(
                 "  early-exit inference: haltlab {}, PyTorch {}\n",
-                mib(haltlab),
-                mib(pytorch)
+                mib(self.inference_peak_rss_mib.haltlab),
+                mib(self.inference_peak_rss_mib.pytorch)
             ));
         }
         text
@@ -486,55 +595,66 @@ mod tests {
         assert!((throughput.rss_growth_mib().unwrap() - 1.5).abs() < 1e-12);
     }
 
-    #[test]
-    fn report_pairs_records() {
-        let directory = tempfile::tempdir().unwrap();
-        let training = |samples_per_second: f64| TrainingThroughput {
+    fn training(samples_per_second: f64, mean_halting_step: f64) -> TrainingThroughput {
+        TrainingThroughput {
             timed_steps: 4,
             seconds: 1.0,
             samples_per_second,
             median_step_ms: 250.0,
-            mean_halting_step: 20.0,
+            mean_halting_step,
             rss: Vec::new(),
             peak_rss_mib: Some(50.0),
-        };
-        let write = |name: &str, value: serde_json::Value| {
-            std::fs::write(directory.path().join(name), value.to_string()).unwrap();
-        };
-        let record = |implementation: &str, result: serde_json::Value| {
-            let mut value = serde_json::json!({
-                "implementation": implementation,
-                "workload": "act",
-                "threads": 2,
-                "backend": "flex",
-            });
-            value
-                .as_object_mut()
-                .unwrap()
-                .extend(result.as_object().unwrap().clone());
-            value
-        };
-        write(
-            "haltlab-act.json",
-            record("haltlab", serde_json::to_value(training(300.0)).unwrap()),
-        );
-        write(
-            "pytorch-act.json",
-            record("pytorch", serde_json::to_value(training(200.0)).unwrap()),
-        );
-        let exits = InferenceThroughput {
-            batches: BTreeMap::from([
-                ("256".to_owned(), timing(3.0, 10.0, Some(0.25))),
-                ("1".to_owned(), timing(0.2, 0.5, Some(0.25))),
-            ]),
-            peak_rss_mib: None,
-        };
-        write(
-            "haltlab-exits.json",
-            record("haltlab", serde_json::to_value(&exits).unwrap()),
-        );
+        }
+    }
 
-        let report = BenchReport::from_directory(directory.path()).unwrap();
+    /// Writes a record of `workload` with a fixed spec and 2 threads.
+    fn write_record(
+        directory: &Path,
+        implementation: &str,
+        workload: &str,
+        result: serde_json::Value,
+    ) {
+        let mut value = serde_json::json!({
+            "implementation": implementation,
+            "workload": workload,
+            "threads": 2,
+            "backend": "flex",
+            "kernel": "fused",
+            "spec": {"batch_size": 128, "timed_steps": 4},
+        });
+        value
+            .as_object_mut()
+            .unwrap()
+            .extend(result.as_object().unwrap().clone());
+        let name = format!("{implementation}-{workload}.json");
+        std::fs::write(directory.join(name), value.to_string()).unwrap();
+    }
+
+    fn exits(agreement: Option<f64>) -> serde_json::Value {
+        let mut fast = timing(3.0, 10.0, Some(0.25));
+        fast.exit_layer_agreement = agreement;
+        let mut single = timing(0.2, 0.5, Some(0.25));
+        single.exit_layer_agreement = agreement;
+        serde_json::to_value(InferenceThroughput {
+            batches: BTreeMap::from([("256".to_owned(), fast), ("1".to_owned(), single)]),
+            peak_rss_mib: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn report_pairs_records() {
+        let directory = tempfile::tempdir().unwrap();
+        let dir = directory.path();
+        let to_value = |throughput| serde_json::to_value(throughput).unwrap();
+        write_record(dir, "haltlab", "act", to_value(training(300.0, 20.0)));
+        write_record(dir, "pytorch", "act", to_value(training(200.0, 20.0)));
+        write_record(dir, "haltlab", "exits", exits(None));
+        write_record(dir, "pytorch", "exits", exits(Some(1.0)));
+
+        let report = BenchReport::from_directory(dir).unwrap();
+        assert_eq!(report.threads, vec![2]);
+        assert_eq!(report.kernel.as_deref(), Some("fused"));
         let training = report.training.as_ref().expect("both act records");
         assert!((training.speed_ratio - 1.5).abs() < 1e-12);
         let batch_sizes: Vec<&str> = report
@@ -543,11 +663,13 @@ mod tests {
             .map(|comparison| comparison.batch_size.as_str())
             .collect();
         assert_eq!(batch_sizes, ["1", "256"]);
-        assert_eq!(report.inference[0].speed_ratio, None);
+        // Both sides have the same timings here, so haltlab ÷ PyTorch is 1.
+        assert!((report.inference[0].speed_ratio.unwrap() - 1.0).abs() < 1e-12);
         assert!((report.inference[0].time_to_flop_ratio.unwrap() - 1.6).abs() < 1e-12);
         let text = report.to_text();
         assert!(text.contains("goal ≥ 1.5×: met"), "{text}");
         assert!(text.contains("goal ≤ 1.15: not met"), "{text}");
+        assert!(!text.contains("warning"), "{text}");
         assert!(
             text.contains("early-exit inference: haltlab -, PyTorch -"),
             "{text}"
@@ -555,9 +677,75 @@ mod tests {
     }
 
     #[test]
-    fn report_without_haltlab_records_fails() {
+    fn report_warns_about_unlike_work() {
+        let directory = tempfile::tempdir().unwrap();
+        let dir = directory.path();
+        let to_value = |throughput| serde_json::to_value(throughput).unwrap();
+        write_record(dir, "haltlab", "act", to_value(training(300.0, 20.0)));
+        write_record(dir, "pytorch", "act", to_value(training(200.0, 12.0)));
+        write_record(dir, "haltlab", "exits", exits(None));
+        write_record(dir, "pytorch", "exits", exits(Some(0.3)));
+        let text = BenchReport::from_directory(dir).unwrap().to_text();
+        assert!(
+            text.contains("mean halting steps differ (20.00 against 12.00)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("at batch 1 the reference took haltlab's exit head for only 30.0%"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn report_rejects_incomplete_or_mismatched_records() {
+        let directory = tempfile::tempdir().unwrap();
+        let dir = directory.path();
+        let to_value = |throughput| serde_json::to_value(throughput).unwrap();
+        write_record(dir, "haltlab", "act", to_value(training(300.0, 20.0)));
+        let error = BenchReport::from_directory(dir).unwrap_err().to_string();
+        assert!(error.contains("pytorch-act.json not found"), "{error}");
+        assert!(error.contains("bench/reference.py act"), "{error}");
+
+        std::fs::write(dir.join("pytorch-act.json"), "{\"x\": 1}").unwrap();
+        let error = BenchReport::from_directory(dir).unwrap_err().to_string();
+        assert!(error.contains("is not a benchmark record"), "{error}");
+
+        write_record(dir, "pytorch", "act", to_value(training(200.0, 20.0)));
+        let mut other = serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(dir.join("pytorch-act.json")).unwrap(),
+        )
+        .unwrap();
+        other["spec"]["timed_steps"] = serde_json::json!(30);
+        std::fs::write(dir.join("pytorch-act.json"), other.to_string()).unwrap();
+        let error = BenchReport::from_directory(dir).unwrap_err().to_string();
+        assert!(error.contains("spec differs"), "{error}");
+
+        other["spec"]["timed_steps"] = serde_json::json!(4);
+        other["threads"] = serde_json::json!(1);
+        std::fs::write(dir.join("pytorch-act.json"), other.to_string()).unwrap();
+        let error = BenchReport::from_directory(dir).unwrap_err().to_string();
+        assert!(error.contains("1 threads and haltlab on 2"), "{error}");
+    }
+
+    #[test]
+    fn report_without_records_fails() {
         let directory = tempfile::tempdir().unwrap();
         let error = BenchReport::from_directory(directory.path()).unwrap_err();
-        assert!(error.to_string().contains("haltlab bench"), "{error}");
+        assert!(
+            error.to_string().contains("no benchmark records"),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("haltlab bench act experiments/bench_act.toml"),
+            "{error}"
+        );
+        let missing = directory.path().join("absent");
+        let error = BenchReport::from_directory(&missing).unwrap_err();
+        assert!(
+            error.to_string().contains("results/bench/<time>/"),
+            "{error}"
+        );
     }
 }

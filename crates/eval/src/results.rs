@@ -367,12 +367,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultError> {
         }
     };
     let mut file = File::create(&temporary).map_err(io_error("create", &temporary))?;
-    file.write_all(bytes)
-        .map_err(io_error("write", &temporary))?;
-    file.sync_all().map_err(io_error("sync", &temporary))?;
+    let written = file
+        .write_all(bytes)
+        .map_err(io_error("write", &temporary))
+        .and_then(|()| file.sync_all().map_err(io_error("sync", &temporary)));
     drop(file);
-    fs::rename(&temporary, path).map_err(io_error("rename into place", path))?;
-    Ok(())
+    let result = written
+        .and_then(|()| fs::rename(&temporary, path).map_err(io_error("rename into place", path)));
+    if result.is_err() {
+        // The temporary file is of no use once the write failed.
+        let _ = fs::remove_file(&temporary);
+    }
+    result
 }
 
 /// Serialises `value` as pretty JSON and writes it with [`write_atomic`].
