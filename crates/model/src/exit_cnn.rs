@@ -140,8 +140,7 @@ mod tests {
 
     #[test]
     fn lenet_shapes_and_compaction() {
-        let device = Device::flex();
-        device.seed(3);
+        let (device, _generator) = crate::testing::seeded_flex(3);
         let model = ExitLenetConfig::new([28, 28], 10).init(&device);
         let inputs = Tensor::<2>::random([3, 784], Distribution::Default, &device);
         let logits = model.forward_all(inputs.clone());

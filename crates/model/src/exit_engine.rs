@@ -19,9 +19,17 @@ pub trait ExitStages {
     /// Runs stage `stage` (counted from 0) and its head.
     ///
     /// # Shapes
-    /// `input`: `[rows, features]`; returns the hidden state `[rows, features']` and the
-    /// head's logits `[rows, classes]`.
+    /// `input`: `[rows, features]` at stage 0, and the previous stage's hidden state after that;
+    /// returns the hidden state, `[rows, features']` unless the network says otherwise in
+    /// [`ExitStages::select_rows`], and the head's logits `[rows, classes]`.
     fn forward_stage(&self, stage: usize, input: Tensor<2>) -> (Tensor<2>, Tensor<2>);
+
+    /// Keeps the rows (samples) at `indices` of a hidden state from
+    /// [`ExitStages::forward_stage`], for batch compaction. The default selects along
+    /// dimension 0; a network that keeps its hidden states feature-major overrides it.
+    fn select_rows(&self, hidden: Tensor<2>, indices: Tensor<1, Int>) -> Tensor<2> {
+        hidden.select(0, indices)
+    }
 
     /// Computes the halting probability λ of stage `stage`'s learned exit gate from that
     /// stage's hidden state, or `None` when the network has no gates.
@@ -113,7 +121,7 @@ pub fn infer_hard(
         hidden = if staying.len() == rows || staying.is_empty() {
             next
         } else {
-            next.select(0, index_tensor(&staying, &device))
+            model.select_rows(next, index_tensor(&staying, &device))
         };
     }
     tracker.finish()

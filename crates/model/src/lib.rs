@@ -6,6 +6,8 @@ pub mod exit_engine;
 pub mod exit_mlp;
 pub mod ponder;
 pub mod ponder_cpu;
+#[cfg(test)]
+mod testing;
 
 pub use exit_cnn::{ExitLenet, ExitLenetConfig};
 pub use exit_engine::{ExitStages, HardExits, infer_full, infer_hard};

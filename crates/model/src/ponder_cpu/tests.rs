@@ -1,7 +1,5 @@
 //! Checks of the fused kernel against Burn autodiff on the flex backend.
 
-use std::sync::Mutex;
-
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, SgdConfig};
 use burn::tensor::activation::log_softmax;
@@ -41,10 +39,7 @@ impl ModuleVisitor for DrawParameters {
 /// Builds a network on a seeded flex autodiff device. flex has one random generator per
 /// process, so the lock keeps parallel tests from drawing from it at the same time.
 fn network(cell: CellKind, halting_bias: f64, seed: u64) -> PonderNetwork {
-    static GENERATOR: Mutex<()> = Mutex::new(());
-    let _generator = GENERATOR
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _generator = crate::testing::generator_lock();
     let device = Device::flex().autodiff();
     device.seed(seed);
     let network = PonderConfig::new(LENGTH, HIDDEN, 2)
