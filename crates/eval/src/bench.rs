@@ -214,11 +214,14 @@ pub fn read_record<T: serde::de::DeserializeOwned>(
     serde_json::from_str(&text).map_err(|source| BenchError::Parse { path, source })
 }
 
+/// haltlab's and the reference's record of one workload.
+type RecordPair<T> = (BenchRecord<T>, BenchRecord<T>);
+
 /// Reads both records of `workload`, or returns `None` when neither exists.
 fn read_pair<T: serde::de::DeserializeOwned>(
     directory: &Path,
     workload: &str,
-) -> Result<Option<(BenchRecord<T>, BenchRecord<T>)>, BenchError> {
+) -> Result<Option<RecordPair<T>>, BenchError> {
     let haltlab_path = directory.join(format!("haltlab-{workload}.json"));
     let pytorch_path = directory.join(format!("pytorch-{workload}.json"));
     if !haltlab_path.exists() && !pytorch_path.exists() {

@@ -20,7 +20,7 @@ pub trait ExitStages {
     ///
     /// # Shapes
     /// `input`: `[rows, features]` at stage 0, and the previous stage's hidden state after that;
-    /// returns the hidden state, `[rows, features']` unless the network says otherwise in
+    /// returns the hidden state, `[rows, features']` unless the network lays it out otherwise in
     /// [`ExitStages::select_rows`], and the head's logits `[rows, classes]`.
     fn forward_stage(&self, stage: usize, input: Tensor<2>) -> (Tensor<2>, Tensor<2>);
 
