@@ -11,8 +11,10 @@ use haltlab_eval::results::{format_time, write_atomic};
 use haltlab_eval::{
     EpochRecord, RunResult, RunStatus, SCHEMA_VERSION, create_run_dir, write_json_atomic,
 };
+use haltlab_training::recipe::HaltingMethod;
 use haltlab_training::{
-    Checkpointer, Recipe, RunContext, TrainingError, TrainingOutcome, mnist_exits, pondering,
+    Checkpointer, Recipe, RunContext, TrainingError, TrainingOutcome, mnist_exits, parity_act,
+    pondering,
 };
 
 use crate::backend::{Backend, create_device};
@@ -200,6 +202,7 @@ pub fn run(args: &RunArgs) -> Result<(RunEnd, PathBuf)> {
         burn_version: crate::BURN_VERSION.to_owned(),
         backend: args.backend.name().to_owned(),
         device: format!("{device:?}"),
+        act_kernel: act_kernel(recipe, &device),
         seed: recipe.seed,
         git_commit: git_commit(),
         started_at: format_time(started_at),
@@ -227,6 +230,18 @@ pub fn run(args: &RunArgs) -> Result<(RunEnd, PathBuf)> {
             )
         }
     }
+}
+
+/// Returns the ACT training step that the recipe runs on `device`, or `None` for other methods.
+fn act_kernel(recipe: &Recipe, device: &burn::tensor::Device) -> Option<String> {
+    let act = matches!(recipe.halting, Some(HaltingMethod::Act { .. }));
+    act.then(|| {
+        if parity_act::uses_fused_kernel(recipe.training.kernel, device) {
+            "fused".to_owned()
+        } else {
+            "burn".to_owned()
+        }
+    })
 }
 
 /// Reads the epoch records of an earlier part of a resumed run, skipping an incomplete last

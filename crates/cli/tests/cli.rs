@@ -206,6 +206,8 @@ fn run_writes_result_files() {
     assert_eq!(result["schema_version"], 1);
     assert_eq!(result["status"]["state"], "completed");
     assert_eq!(result["backend"], "flex");
+    // The PARITY recipe trains ACT with the default kernel, which is the fused one on flex.
+    assert_eq!(result["act_kernel"], "fused");
     assert_eq!(result["seed"], 2);
     assert_eq!(result["history"].as_array().unwrap().len(), 2);
     assert!(result["evaluation"]["test"]["accuracy"].is_number());

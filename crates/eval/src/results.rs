@@ -200,6 +200,10 @@ pub struct RunResult {
     pub backend: String,
     /// Device description, as Burn prints it.
     pub device: String,
+    /// Implementation of the ACT training step that ran, `fused` or `burn` (the recipe's
+    /// `training.kernel` resolved for the backend); absent for other methods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act_kernel: Option<String>,
     pub seed: u64,
     /// Commit of the working tree the binary ran in, when it is a git checkout.
     pub git_commit: Option<String>,

@@ -488,6 +488,7 @@ mod tests {
             burn_version: String::new(),
             backend: "flex".into(),
             device: String::new(),
+            act_kernel: None,
             seed,
             git_commit: None,
             started_at: String::new(),

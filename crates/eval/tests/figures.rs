@@ -44,6 +44,7 @@ fn result(recipe: serde_json::Value, name: &str, seed: u64, test: Evaluation) ->
         burn_version: "0.22.1".into(),
         backend: "flex".into(),
         device: "cpu".into(),
+        act_kernel: None,
         seed,
         git_commit: None,
         started_at: "2026-01-01T00:00:00Z".into(),
