@@ -31,6 +31,13 @@ pub trait ExitStages {
         hidden.select(0, indices)
     }
 
+    /// Returns a copy of the network in a form that runs inference faster, such as
+    /// [`crate::ExitMlpInference`], or `None` when the network has none. Timed inference uses
+    /// it; outputs agree up to floating-point rounding.
+    fn inference_form(&self) -> Option<Box<dyn ExitStages>> {
+        None
+    }
+
     /// Computes the halting probability λ of stage `stage`'s learned exit gate from that
     /// stage's hidden state, or `None` when the network has no gates.
     ///
@@ -96,7 +103,7 @@ pub struct HardExits {
 /// # Shapes
 /// `inputs`: `[batch, features]`.
 pub fn infer_hard(
-    model: &impl ExitStages,
+    model: &(impl ExitStages + ?Sized),
     inputs: Tensor<2>,
     rule: &mut dyn ExitRule,
 ) -> HardExits {
@@ -235,7 +242,7 @@ impl ExitTracker {
 ///
 /// # Shapes
 /// `inputs`: `[batch, features]`; returns `batch` class indices.
-pub fn infer_full(model: &impl ExitStages, inputs: Tensor<2>) -> Vec<usize> {
+pub fn infer_full(model: &(impl ExitStages + ?Sized), inputs: Tensor<2>) -> Vec<usize> {
     let logits = model
         .forward_all(inputs)
         .pop()

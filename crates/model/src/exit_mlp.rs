@@ -196,6 +196,10 @@ impl ExitStages for ExitMlp {
         self.layers.len()
     }
 
+    fn inference_form(&self) -> Option<Box<dyn ExitStages>> {
+        Some(Box::new(self.for_inference()))
+    }
+
     /// Runs hidden layer `stage` + 1 (with ReLU) and its head.
     fn forward_stage(&self, stage: usize, input: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let hidden = relu(self.layers[stage].forward(input));

@@ -100,7 +100,7 @@ pub struct ExitCallTimes {
 /// [`infer_full`]. The first `warmup_calls` batches run once before timing, because the first
 /// calls allocate buffers.
 pub fn time_exit_calls(
-    model: &impl ExitStages,
+    model: &(impl ExitStages + ?Sized),
     batches: &[Tensor<2>],
     rule: &mut dyn ExitRule,
     rounds: usize,

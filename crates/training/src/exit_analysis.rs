@@ -353,6 +353,13 @@ pub fn measure_compute(
     exits: &ExitModel,
     device: &Device,
 ) -> ComputeReport {
+    // Both the exits and the full-depth baseline run in the network's faster inference form,
+    // when it has one.
+    let form = model.inference_form();
+    let model: &dyn ExitStages = match &form {
+        Some(form) => form.as_ref(),
+        None => model,
+    };
     let mut rule = make_rule(&choice.rule, choice.threshold);
     let samples = exits.latency_samples.min(test_set.len());
     let single: Vec<Tensor<2>> = (0..samples)
