@@ -14,8 +14,8 @@ use haltlab_eval::bench::{
 };
 use haltlab_eval::results::write_atomic;
 use haltlab_eval::write_json_atomic;
-use haltlab_model::{ExitMlp, ExitMlpConfig};
-use haltlab_training::bench::{time_exit_calls, time_parity_training};
+use haltlab_model::{ExitMlp, ExitMlpConfig, ExitStages};
+use haltlab_training::bench::{time_exit_calls, time_parity_training, timed_form};
 use haltlab_training::exit_analysis::{image_inputs, make_rule};
 use haltlab_training::mnist_exits::{self, mlp_flops};
 use haltlab_training::parity_act;
@@ -93,6 +93,9 @@ pub struct ReportArgs {
     #[arg(default_value = "results/bench")]
     pub dir: PathBuf,
 }
+
+/// Calls of each batch size run before timing starts; the reference takes the same number.
+const WARMUP_CALLS: usize = 20;
 
 /// Batch sizes of the inference workload.
 const BATCH_SIZES: [usize; 2] = [1, 256];
@@ -317,7 +320,6 @@ fn bench_exits(args: &ExitArgs) -> Result<()> {
         args.epochs
     );
     let model_dir = args.common.out.join("exit-model");
-    let checkpoints = Checkpointer::new(&model_dir, None);
     mnist_exits::train(
         &recipe,
         &data,
@@ -332,16 +334,19 @@ fn bench_exits(args: &ExitArgs) -> Result<()> {
     let classes = data.train.classes;
     let template =
         ExitMlpConfig::new(input_size, exits.hidden_sizes.clone(), classes).init(&device);
-    let model: ExitMlp = checkpoints
+    let model: ExitMlp = Checkpointer::new(&model_dir, None)
         .load_model(template)?
         .context("training wrote no checkpoint")?;
 
     let spec_files = export_for_reference(&model, &data.test.pixels, &args.common.out)?;
     let (layer_flops, head_flops) = mlp_flops(input_size, &exits.hidden_sizes, classes);
     let test = &data.test;
-    // The timed engine multiplies by weights in the inference layout, both with exits and at
-    // full depth.
-    let prepared = model.for_inference();
+    // Exits and the full-depth baseline run in the same form, the inference form on flex.
+    let form = timed_form(&model, &device);
+    let timed: &dyn ExitStages = match &form {
+        Some(form) => form.as_ref(),
+        None => &model,
+    };
     let mut rule = make_rule(exits.rule.name(), exits.threshold);
     let mut batches_report = std::collections::BTreeMap::new();
     let mut exit_layer = Vec::new();
@@ -362,14 +367,8 @@ fn bench_exits(args: &ExitArgs) -> Result<()> {
             "timing batch size {batch_size}: {} calls per round",
             batches.len()
         );
-        let warmup_calls = batches.len().min(20);
-        let times = time_exit_calls(
-            &prepared,
-            &batches,
-            rule.as_mut(),
-            args.rounds,
-            warmup_calls,
-        );
+        let warmup_calls = batches.len().min(WARMUP_CALLS);
+        let times = time_exit_calls(timed, &batches, rule.as_mut(), args.rounds, warmup_calls);
         if batch_size == 1 {
             exit_layer = times.exit_layer.clone();
         }
@@ -385,7 +384,7 @@ fn bench_exits(args: &ExitArgs) -> Result<()> {
         "rule": exits.rule.name(),
         "batch_sizes": BATCH_SIZES,
         "rounds": args.rounds,
-        "warmup_calls": 20,
+        "warmup_calls": WARMUP_CALLS,
         "samples": test.len(),
         "features": input_size,
         "weights_file": spec_files.weights,

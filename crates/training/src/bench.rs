@@ -85,6 +85,20 @@ pub fn time_parity_training(
     Ok((outcome, throughput))
 }
 
+/// Returns the form of `model` to time inference with: its faster inference form on flex, where
+/// that form was measured (the `exit_mlp_stage` criterion group), and `None` on other backends.
+/// The form's first stage copies its input through the host, which would distort GPU timings.
+pub fn timed_form(
+    model: &(impl ExitStages + ?Sized),
+    device: &Device,
+) -> Option<Box<dyn ExitStages>> {
+    if device.clone().without_autodiff() == Device::flex() {
+        model.inference_form()
+    } else {
+        None
+    }
+}
+
 /// Wall times of hard early exits and of full-depth inference, call by call.
 #[derive(Debug, Clone, Default)]
 pub struct ExitCallTimes {

@@ -20,7 +20,7 @@ use haltlab_halting::exits::{
 use haltlab_model::exit_engine::{ExitStages, read_floats, replay_exits};
 
 use crate::TrainingError;
-use crate::bench::time_exit_calls;
+use crate::bench::{time_exit_calls, timed_form};
 use crate::recipe::{ExitModel, MnistTask};
 
 /// Batch size of evaluation passes; it changes speed, not results.
@@ -353,9 +353,8 @@ pub fn measure_compute(
     exits: &ExitModel,
     device: &Device,
 ) -> ComputeReport {
-    // Both the exits and the full-depth baseline run in the network's faster inference form,
-    // when it has one.
-    let form = model.inference_form();
+    // Both the exits and the full-depth baseline run in the same form.
+    let form = timed_form(model, device);
     let model: &dyn ExitStages = match &form {
         Some(form) => form.as_ref(),
         None => model,
