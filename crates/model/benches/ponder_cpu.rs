@@ -12,7 +12,6 @@
 
 use std::time::Duration;
 
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -21,7 +20,7 @@ use haltlab_halting::hard::ChaCha8Rng;
 use haltlab_model::ponder_cpu::{
     ActSettings, ActWorkspace, HostParameters, act_train_step, gradients_params,
 };
-use haltlab_model::{CellKind, PonderConfig, PonderNetwork};
+use haltlab_model::{CellKind, PonderConfig, PonderNetwork, draw_parameters};
 use rand::{Rng, SeedableRng};
 
 const LENGTH: usize = 8;
@@ -31,14 +30,6 @@ const MAX_STEPS: usize = 20;
 const HALTING_BIAS: f64 = -10.0;
 const THREADS: usize = 2;
 const SEED: u64 = 1;
-
-struct DrawParameters;
-
-impl ModuleVisitor for DrawParameters {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let _ = param.val();
-    }
-}
 
 fn settings() -> ActSettings {
     ActSettings {
@@ -92,7 +83,7 @@ fn bench_act_step(c: &mut Criterion) {
         .with_cell(CellKind::Gru)
         .with_halting_bias(HALTING_BIAS)
         .init(&device);
-    network.visit(&mut DrawParameters);
+    draw_parameters(&network);
     let (inputs, targets) = parity_batch();
     let parameters = HostParameters::from_network(&network).expect("network parameters");
     let case = format!(

@@ -24,12 +24,12 @@ mod tests;
 
 use std::fmt;
 
-use burn::module::Param;
 use burn::nn::Linear;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use haltlab_halting::HaltingError;
 
+use crate::exit_engine::read_floats;
 use crate::ponder::{CellKind, PonderNetwork};
 use rows::{BackwardRows, ForwardRows};
 
@@ -107,8 +107,8 @@ impl HostParameters {
                     format!("layer {name} has no bias; the kernel needs every bias"),
                 )
             })?;
-            values.push(read_floats(&layer.weight, name)?);
-            values.push(read_floats(bias, name)?);
+            values.push(read_floats(layer.weight.val()));
+            values.push(read_floats(bias.val()));
         }
         let [input_rows, gate_width] = input.weight.dims();
         let hidden_size = network.hidden_size();
@@ -159,6 +159,11 @@ impl HostParameters {
                 .find(|value| !value.is_finite())
                 .map(|&value| (name, value))
         })
+    }
+
+    /// Number of f32 values allocated for the eight vectors.
+    fn capacity(&self) -> usize {
+        self.fields().iter().map(|field| field.1.capacity()).sum()
     }
 
     /// Returns the tensors of this layout in the order of [`PonderNetwork`]'s layers, each as
@@ -256,23 +261,6 @@ impl Default for HostParameters {
     }
 }
 
-fn read_floats<const D: usize>(
-    param: &Param<Tensor<D>>,
-    layer: &str,
-) -> Result<Vec<f32>, PonderCpuError> {
-    param
-        .val()
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|error| {
-            invalid(
-                "network",
-                format!("cannot read the parameters of layer {layer} as f32: {error:?}"),
-            )
-        })
-}
-
 /// Batch rows per chunk: each chunk runs the whole forward and backward pass on its own rows,
 /// and the threads share the chunks.
 const ROWS_PER_CHUNK: usize = 64;
@@ -318,12 +306,7 @@ impl ActWorkspace {
             + self.logits.capacity()
             + self.predictions.capacity()
             + self.halting_steps.capacity()
-            + self
-                .gradients
-                .fields()
-                .iter()
-                .map(|field| field.1.capacity())
-                .sum::<usize>()
+            + self.gradients.capacity()
     }
 }
 
@@ -642,12 +625,7 @@ impl Chunk {
             .map(|buffer| buffer.capacity())
             .sum::<usize>()
             + self.halting_steps.capacity()
-            + self
-                .gradients
-                .fields()
-                .iter()
-                .map(|field| field.1.capacity())
-                .sum::<usize>()
+            + self.gradients.capacity()
     }
 
     fn run(&mut self, job: &Job<'_>, inputs: &[f32], targets: &[u8]) {

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use haltlab_data::parity::{ParityBatch, ParityStream};
@@ -13,7 +13,7 @@ use haltlab_eval::{EpochRecord, Evaluation, Histogram};
 use haltlab_model::ponder_cpu::{
     ActSettings as KernelSettings, ActWorkspace, HostParameters, act_train_step, gradients_params,
 };
-use haltlab_model::{CellKind, PonderConfig, PonderNetwork};
+use haltlab_model::{CellKind, PonderConfig, PonderNetwork, draw_parameters};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{checkpoint_or_stop, restore};
@@ -404,19 +404,10 @@ pub(crate) fn host_initialised<M: Module>(
     };
     host.seed(seed);
     let module = init(&host);
-    module.visit(&mut DrawParameters);
+    draw_parameters(&module);
     // `fork`, not `to_device`: it makes each parameter a fresh leaf of `device`'s autodiff
     // graph instead of the output of a transfer node, which the first backward pass consumes.
     module.fork(device)
-}
-
-/// Reads every float parameter, which draws the values of lazily initialised ones.
-struct DrawParameters;
-
-impl ModuleVisitor for DrawParameters {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let _ = param.val();
-    }
 }
 
 /// Returns the schedule values to log for an epoch whose last update used `learning_rate`:

@@ -1,6 +1,5 @@
 //! Checks of the fused kernel against Burn autodiff on the flex backend.
 
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, SgdConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -8,6 +7,7 @@ use haltlab_halting::hard::ChaCha8Rng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::draw_parameters;
 use crate::ponder::PonderConfig;
 
 const LENGTH: usize = 4;
@@ -27,15 +27,6 @@ fn settings() -> ActSettings {
     }
 }
 
-/// Reads every float parameter, which draws the values of lazily initialised ones.
-struct DrawParameters;
-
-impl ModuleVisitor for DrawParameters {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let _ = param.val();
-    }
-}
-
 /// Builds a network on a seeded flex autodiff device. flex has one random generator per
 /// process, so the lock keeps parallel tests from drawing from it at the same time.
 fn network(cell: CellKind, halting_bias: f64, seed: u64) -> PonderNetwork {
@@ -46,7 +37,7 @@ fn network(cell: CellKind, halting_bias: f64, seed: u64) -> PonderNetwork {
         .with_cell(cell)
         .with_halting_bias(halting_bias)
         .init(&device);
-    network.visit(&mut DrawParameters);
+    draw_parameters(&network);
     network
 }
 
