@@ -5,12 +5,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use haltlab_eval::bench::EXIT_TIME_GOAL;
 use haltlab_eval::{ComputeReport, ExitReport, RunResult};
 
 use crate::run::{RunArgs, run};
-
-/// Largest measured-time to FLOP-fraction ratio that counts as saving real time.
-const TIME_TOLERANCE: f64 = 1.15;
 
 /// Runs the recipe like `haltlab run`, then prints the compute table of its test split.
 pub fn bench_exits(args: &RunArgs) -> Result<PathBuf> {
@@ -136,14 +134,14 @@ fn print_compute(compute: &ComputeReport) {
         } else {
             f64::INFINITY
         };
-        let verdict = if ratio <= TIME_TOLERANCE {
+        let verdict = if ratio <= EXIT_TIME_GOAL {
             "within"
         } else {
             "above"
         };
         let _ = writeln!(
             out,
-            "{:<12} {:>11.3} {:>11.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>8.3} ({verdict} {TIME_TOLERANCE})",
+            "{:<12} {:>11.3} {:>11.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>8.3} ({verdict} {EXIT_TIME_GOAL})",
             label,
             full.p50_ms,
             exits.p50_ms,

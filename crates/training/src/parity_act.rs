@@ -11,7 +11,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use haltlab_data::parity::{ParityBatch, ParityStream};
 use haltlab_eval::{EpochRecord, Evaluation, Histogram};
 use haltlab_model::ponder_cpu::{
-    ActSettings as KernelSettings, ActWorkspace, HostParameters, act_train_step, gradients_params,
+    ActSettings, ActWorkspace, HostParameters, act_train_step, gradients_params,
 };
 use haltlab_model::{CellKind, PonderConfig, PonderNetwork, draw_parameters};
 use serde::{Deserialize, Serialize};
@@ -29,14 +29,6 @@ pub(crate) const EVALUATION_STREAM: u64 = 0x4556_414c_5541_5445;
 
 /// Batch size of evaluation passes; it changes speed, not results.
 pub(crate) const EVAL_BATCH: usize = 1000;
-
-/// ACT settings of a run, taken from the recipe.
-#[derive(Debug, Clone, Copy)]
-struct ActSettings {
-    epsilon: f64,
-    max_steps: usize,
-    ponder_weight: f64,
-}
 
 /// Sums over the steps of the epoch in progress of a parity loop.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -337,11 +329,7 @@ fn fused_step(
         &parameters,
         &batch.inputs,
         &batch.targets,
-        KernelSettings {
-            max_steps: settings.max_steps,
-            epsilon: settings.epsilon,
-            ponder_weight: settings.ponder_weight,
-        },
+        settings,
         kernel_threads(),
         workspace,
     )?;
