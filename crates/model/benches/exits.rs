@@ -171,10 +171,10 @@ fn bench_exits(c: &mut Criterion) {
     group.finish();
 }
 
-/// One hidden layer with its head (`forward_stage` of stage 2, 1024 → 1024 → 10) at the row
-/// counts that compaction leaves, in `Linear`'s `x·W` form and in the feature-major W·hᵀ form of
-/// `ExitMlp::for_inference`, and the row gather that compaction does. The time per row
-/// of the stage shows how much of a compacted batch's cost does not shrink with its rows.
+/// Times one hidden layer with its head (`forward_stage` of stage 2, 1024 → 1024 → 10) at the
+/// row counts that compaction leaves. Both forms run: `Linear`'s x·W and the feature-major W·hᵀ
+/// of `ExitMlp::for_inference`. The row gather of compaction is timed too. The time per row
+/// shows how much of a compacted batch's cost does not shrink with its rows.
 fn bench_stage(c: &mut Criterion) {
     let device = Device::flex();
     let model = network(&device);

@@ -19,9 +19,9 @@ pub trait ExitStages {
     /// Runs stage `stage` (counted from 0) and its head.
     ///
     /// # Shapes
-    /// `input`: `[rows, features]` at stage 0, and the previous stage's hidden state after that;
-    /// returns the hidden state, `[rows, features']` unless the network lays it out otherwise in
-    /// [`ExitStages::select_rows`], and the head's logits `[rows, classes]`.
+    /// `input`: `[rows, features]` at stage 0, then the previous stage's hidden state. Returns
+    /// the hidden state and the head's logits `[rows, classes]`. The hidden state is
+    /// `[rows, features']` unless the network overrides [`ExitStages::select_rows`].
     fn forward_stage(&self, stage: usize, input: Tensor<2>) -> (Tensor<2>, Tensor<2>);
 
     /// Keeps the rows (samples) at `indices` of a hidden state from

@@ -133,8 +133,8 @@ impl PonderNetwork {
         self.cell
     }
 
-    /// The layers in the order input gates, hidden gates, halting unit, output, for the fused
-    /// CPU kernel in [`crate::ponder_cpu`].
+    /// Returns the layers in the order input gates, hidden gates, halting unit, output, for the
+    /// fused CPU kernel in [`crate::ponder_cpu`].
     pub(crate) fn layers(&self) -> [&Linear; 4] {
         [
             &self.input_gates,

@@ -110,6 +110,7 @@ impl HostParameters {
             values.push(read_floats(layer.weight.val()));
             values.push(read_floats(bias.val()));
         }
+
         let [input_rows, gate_width] = input.weight.dims();
         let hidden_size = network.hidden_size();
         let [_, classes] = output.weight.dims();
@@ -129,6 +130,7 @@ impl HostParameters {
             output_weight: next(),
             output_bias: next(),
         };
+
         parameters.check()?;
         if gate_width != parameters.gates() {
             return Err(invalid(
@@ -339,10 +341,11 @@ pub struct ActStepResult<'a> {
 /// With 1, or with one chunk, everything runs on the calling thread.
 ///
 /// # Errors
-/// Returns an error, before any computation, when ε is outside (0, 1), `max_steps` is 0, the
-/// ponder weight is not finite, `threads` is 0, the batch is empty, the input length is not a
-/// multiple of the input size, a target is not below the class count, or `parameters` is
-/// inconsistent.
+/// Checks every argument before any computation and returns an error for:
+/// - ε outside (0, 1), `max_steps` 0, a ponder weight that is not finite or `threads` 0;
+/// - an empty batch, an input length that is not a multiple of the input size, or a target
+///   that is not below the class count;
+/// - inconsistent `parameters`.
 pub fn act_train_step<'a>(
     parameters: &HostParameters,
     inputs: &[f32],
@@ -536,6 +539,7 @@ impl ActWorkspace {
                 }
             }
         }
+
         for row in self.logits.chunks_exact(parameters.classes) {
             let mut best = 0;
             for (class, &value) in row.iter().enumerate() {
