@@ -8,7 +8,7 @@
 //! operations agree to about 1e-6 relative. On flex, ACT trains on the fused CPU kernel
 //! (`training.kernel = "auto"`), so its comparison also checks the kernel against Burn's
 //! autodiff. Over 30 optimiser steps the per-epoch losses on ndarray and lavapipe (Mesa 22.3)
-//! stayed within 1.1e-7 (relative) of flex. The tolerances
+//! stayed within 1.0e-7 (relative) of flex. The tolerances
 //! below leave a wide margin for other GPUs and drivers. A halting decision that flips near its
 //! threshold can change a prediction, hence the accuracy tolerance of 1% (2 of 200 vectors).
 //!

@@ -277,8 +277,8 @@ pub fn uses_fused_kernel(kernel: Kernel, device: &Device) -> bool {
 ///
 /// Burn's optimiser needs the model on an autodiff device, and each of its steps registers the
 /// new parameters with the autodiff graph. Burn 0.22.1 removes entries of dropped tensors only
-/// at the end of a backward pass, which the fused kernel never runs, so without this call
-/// memory grows with every step (about 12 KiB per step for the parity network). A backward
+/// at the end of a backward pass, which the fused kernel never runs. Without this call memory
+/// grew by about 15 KiB per step on the benchmark recipe (29 MiB over 2,000 steps). A backward
 /// pass through a one-element tensor runs that clean-up.
 fn release_autodiff_graphs(device: &Device) {
     let probe = Tensor::<1>::zeros([1], device).require_grad();
